@@ -1,0 +1,2 @@
+"""Neural collapse in (large) language models."""
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from lingcollapse.cli import run
+
+run()

@@ -1,0 +1,58 @@
+"""The ``lingcollapse`` command: one entry point, one module per subcommand.
+
+Each subcommand module in :data:`COMMANDS` exposes ``register(subparsers)``, which adds
+its parser and sets ``func`` (called with the parsed namespace, returns an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import warnings
+
+from lingcollapse import __version__
+from lingcollapse.errors import UserError
+
+# Subcommand modules, in the order of the pipeline (DESIGN §2).
+COMMANDS = [
+    "lingcollapse.cli.stats",
+    "lingcollapse.cli.measure",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lingcollapse",
+        description="Neural collapse in (large) language models: data → train → collect "
+        "→ measure → analyze.",
+    )
+    parser.add_argument("--version", action="version", version=f"lingcollapse {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse already printed "error: ..." for bad usage
+        return int(exit_.code or 0)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            return int(args.func(args) or 0)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    sys.exit(main())
