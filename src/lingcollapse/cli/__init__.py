@@ -22,14 +22,23 @@ COMMANDS = [
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's error form: one ``error: …`` line, exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="lingcollapse",
         description="Neural collapse in (large) language models: data → train → collect "
         "→ measure → analyze.",
     )
     parser.add_argument("--version", action="version", version=f"lingcollapse {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=Parser
+    )
     for name in COMMANDS:
         importlib.import_module(name).register(sub)
     return parser

@@ -1,0 +1,174 @@
+"""``lingcollapse measure``: stats → metrics.json + classes.parquet (DESIGN §3, §5)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+
+from lingcollapse.errors import UserError
+from lingcollapse.io import atomic_path, write_json
+from lingcollapse.metrics import conventions
+from lingcollapse.metrics.classifier import load_classifier
+from lingcollapse.metrics.compute import measure
+from lingcollapse.metrics.report import metrics_table
+from lingcollapse.stats.files import load_stats
+
+log = logging.getLogger(__name__)
+IDENTITY = ("model", "width", "depth", "n_params", "epochs", "weight_decay", "seed")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "measure",
+        help="compute every NC metric from stats files",
+        description="Compute the NC metrics of DESIGN §3 from train stats "
+        "(and optionally a classifier and validation stats).",
+    )
+    p.add_argument("train_stats", type=Path, help="train stats (.safetensors) from collect")
+    p.add_argument(
+        "--validation",
+        type=Path,
+        help="validation stats for NC4 and val_loss "
+        "(default: validation.safetensors beside TRAIN_STATS, if present)",
+    )
+    p.add_argument(
+        "--classifier",
+        help="model dir, run dir, hub id or safetensors file "
+        "with 'weight' (and 'bias') for NC3 (default: the run's model/, if present)",
+    )
+    p.add_argument("--ood", type=Path, help="train stats of an out-of-distribution corpus (NC5)")
+    p.add_argument(
+        "--preset",
+        help=f"conventions: {', '.join(conventions.PRESETS)} (default wu-papyan, the paper's)",
+    )
+    p.add_argument(
+        "--min-count", type=int, help="leave out classes with fewer train samples (default 1)"
+    )
+    p.add_argument("--cdnv-power", type=float, help="k of Eq. 4 (default 2; 0 = Galanti's)")
+    p.add_argument("--tokenizer", help="tokenizer to decode token ids (default: the run's)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--tile", type=int, default=1024, help="tile size of the pairwise pass")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output dir (default: the run dir, i.e. the "
+        "parent of stats/, else the stats file's dir)",
+    )
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    conv = conventions.resolve(args.preset, min_count=args.min_count, cdnv_power=args.cdnv_power)
+    if args.tile < 1:
+        raise UserError(f"--tile must be positive, not {args.tile}")
+    run_dir = _run_dir(args.train_stats)
+    out = args.out or run_dir
+    train = load_stats(args.train_stats, kind="train")
+    validation = _optional_validation(args)
+    classifier = _classifier(args.classifier, run_dir)
+    ood = load_stats(args.ood, kind="train") if args.ood else None
+    device = _device(args.device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = measure(
+            train,
+            conv,
+            classifier,
+            validation,
+            ood,
+            tokens=_tokens(args.tokenizer, run_dir, train.vocab_size),
+            device=device,
+            tile=args.tile,
+        )
+    for w in caught:
+        log.warning("warning: %s", w.message)
+    if result.metrics["n_degenerate_pairs"]:
+        log.warning(
+            "warning: %d pair(s) of classes have coinciding means; they are left out "
+            "of the CDNV (Eq. 4) and log-kernel (Eq. 7) means",
+            result.metrics["n_degenerate_pairs"],
+        )
+    metrics = {
+        **_identity(run_dir, train.metadata),
+        **result.metrics,
+        "preset": args.preset or "wu-papyan",
+        **conv.as_dict(),
+    }
+    write_json(out / "metrics.json", metrics)
+    with atomic_path(out / "classes.parquet") as tmp:
+        result.classes.to_parquet(tmp, index=False)
+    print(json.dumps(metrics, indent=2) if args.json else metrics_table(metrics))
+    return 0
+
+
+def _run_dir(train_stats: Path) -> Path:
+    parent = train_stats.resolve().parent
+    return parent.parent if parent.name == "stats" else parent
+
+
+def _optional_validation(args):
+    path = args.validation
+    if path is None:
+        sibling = args.train_stats.parent / "validation.safetensors"
+        if sibling.is_file() and sibling.resolve() != args.train_stats.resolve():
+            log.info("using validation stats %s", sibling)
+            path = sibling
+    return None if path is None else load_stats(path, kind="validation")
+
+
+def _classifier(source: str | None, run_dir: Path):
+    if source is None and (run_dir / "model" / "config.json").is_file():
+        source = str(run_dir / "model")
+        log.info("using the classifier of %s", source)
+    return None if source is None else load_classifier(source)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but CUDA is not available; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}: use cpu, cuda or auto") from None
+
+
+def _identity(run_dir: Path, meta: dict) -> dict:
+    """model, width, depth, … from the run's config.json, else from the stats metadata."""
+    ident = {"model": meta.get("model", run_dir.name)}
+    if "layer" in meta:
+        ident["layer"] = meta["layer"]
+    config = run_dir / "config.json"
+    if config.is_file():
+        try:
+            data = json.loads(config.read_text())
+        except ValueError:
+            data = {}
+        ident.update({k: data[k] for k in IDENTITY if k in data})
+    return ident
+
+
+def _tokens(source: str | None, run_dir: Path, vocab_size: int) -> dict[int, str] | None:
+    """Decoded text of every token id, if a tokenizer can be found offline."""
+    candidates = [source] if source else [str(run_dir / "model"), str(run_dir / "tokenizer")]
+    for cand in candidates:
+        if not cand or (not source and not Path(cand).is_dir()):
+            continue
+        try:
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(cand)
+        except Exception:  # no tokenizer files there: fall back to ids
+            if source:
+                raise UserError(f"cannot load tokenizer {source!r}; pass a tokenizer dir") from None
+            continue
+        n = min(vocab_size, len(tok))
+        return {i: tok.decode([i]) for i in range(n)}
+    return None

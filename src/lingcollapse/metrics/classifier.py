@@ -1,0 +1,78 @@
+"""The linear classifier ``W h + b`` (Eq. 1) of a model: its ``lm_head`` weight and bias.
+
+From a safetensors file with ``weight`` (V, d) and optional ``bias`` (V,), or from any
+Hugging Face causal LM (local dir or hub id), via ``get_output_embeddings()`` so tied
+and untied heads, with or without bias, are found the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from lingcollapse.errors import UserError
+
+
+def load_classifier(source: str | os.PathLike) -> tuple[Tensor, Tensor | None]:
+    """``(weight (V, d), bias (V,) or None)`` in float32 on the CPU."""
+    path = Path(source)
+    if path.is_file():
+        return _from_safetensors(path)
+    if path.is_dir() and (path / "model").is_dir() and not (path / "config.json").exists():
+        path = path / "model"  # a run dir: its model lives in model/
+    return _from_model(str(path) if path.exists() else str(source))
+
+
+def _from_safetensors(path: Path) -> tuple[Tensor, Tensor | None]:
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except Exception as err:
+        raise UserError(
+            f"cannot read classifier {path}: garbled or truncated safetensors "
+            f"({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+        ) from None
+    if "weight" not in tensors:
+        raise UserError(
+            f"classifier file {path} has no 'weight' tensor (it has: "
+            f"{', '.join(sorted(tensors)) or 'nothing'}); save lm_head as "
+            "{'weight': W, 'bias': b}"
+        )
+    weight, bias = tensors["weight"], tensors.get("bias")
+    if weight.ndim != 2:
+        raise UserError(
+            f"classifier weight in {path} must be 2-D (V, d), not {tuple(weight.shape)}"
+        )
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise UserError(
+            f"classifier bias in {path} has shape {tuple(bias.shape)}, expected "
+            f"({weight.shape[0]},)"
+        )
+    return weight.float(), None if bias is None else bias.float()
+
+
+def _from_model(source: str) -> tuple[Tensor, Tensor | None]:
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, torch_dtype=torch.float32)
+    except OSError as err:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in str(err).lower()
+        where = (
+            "no such local path, and the hub cannot be reached (offline?)"
+            if offline
+            else "not a local model dir nor a hub id that can be loaded"
+        )
+        raise UserError(
+            f"cannot load classifier from {source!r}: {where}; pass a model dir, "
+            "a run dir, or a safetensors file with 'weight' and 'bias'"
+        ) from None
+    head = model.get_output_embeddings()
+    if head is None:
+        raise UserError(f"model {source!r} has no output embeddings (lm_head)")
+    bias = getattr(head, "bias", None)
+    return head.weight.detach().float(), None if bias is None else bias.detach().float()

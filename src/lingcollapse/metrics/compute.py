@@ -1,0 +1,296 @@
+"""Every NC metric of DESIGN §3 from train stats, a classifier and validation stats.
+
+``measure`` is the one-shot function: statistics in, the canonical metric names and
+the per-class table out. Each property lives in a small function named after it, with
+the paper's equation in its docstring.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from lingcollapse.errors import UserError
+from lingcollapse.metrics.conventions import Convention
+from lingcollapse.metrics.pairwise import DEFAULT_TILE, pairwise_metrics
+from lingcollapse.stats.classes import ClassStats
+from lingcollapse.stats.validation import ValidationStats, means_sha256
+
+
+@dataclass
+class Measured:
+    metrics: dict  # canonical §3 names → values (plus counts and conventions)
+    classes: pd.DataFrame  # one row per kept class
+
+
+@dataclass
+class Geometry:
+    """The kept classes and their centred means: what every metric starts from."""
+
+    kept: Tensor  # (C,) class ids
+    counts: Tensor  # (C,) int64
+    sigma2: Tensor  # (C,) Eq. 3
+    centre: Tensor  # (d,) μ̄ (Eq. 2) or the weighted global mean, per the convention
+    z: Tensor  # (C, d) μ_c − μ̄
+    norm: Tensor  # (C,) ‖z_c‖
+
+    @property
+    def unit(self) -> Tensor:
+        return self.z / self.norm.unsqueeze(1)
+
+
+def cov(std: float, mean: float) -> float:
+    """The signed coefficient of variation std / mean (§3.3); NaN for a zero mean."""
+    return std / mean if mean != 0 else math.nan
+
+
+def _std_mean_cov(x: Tensor) -> tuple[float, float, float]:
+    """Population std, mean and CoV of a tensor."""
+    var, mean = torch.var_mean(x, correction=0)
+    std, mean = math.sqrt(float(var)), float(mean)
+    return std, mean, cov(std, mean)
+
+
+def geometry(train: ClassStats, conv: Convention, device: torch.device) -> Geometry:
+    """Kept classes S = {c : N_c ≥ min_count}, σ_c² (Eq. 3) and z_c = μ_c − μ̄ (Eq. 2)."""
+    kept = (train.counts >= conv.min_count).nonzero().squeeze(1)
+    if kept.numel() < 2:
+        raise UserError(
+            f"only {kept.numel()} class(es) have at least {conv.min_count} train samples; "
+            "at least 2 are needed: lower --min-count or collect more data"
+        )
+    means = train.means[kept].to(device)  # (C, d)
+    m2 = train.m2[kept].to(device)
+    _check_finite(kept, means, m2)
+    counts = train.counts[kept].to(device)
+    n = counts.to(torch.float64)
+    denom = (n - 1).clamp_min(1) if conv.variance == "unbiased" else n
+    sigma2 = m2 / denom
+    if conv.centre == "weighted":
+        centre = (means * n.unsqueeze(1)).sum(0) / n.sum()
+    else:
+        centre = means.mean(0)
+    z = means - centre
+    norm = z.square().sum(1).sqrt()
+    if (norm == 0).any():
+        bad = int(kept[(norm == 0).nonzero()[0, 0]])
+        raise UserError(
+            f"the mean of class {bad} equals the centre μ̄, so its direction "
+            "(Eq. 5–8) is undefined; raise --min-count to leave such classes out"
+        )
+    return Geometry(kept.to(device), counts, sigma2, centre, z, norm)
+
+
+def _check_finite(kept: Tensor, means: Tensor, m2: Tensor) -> None:
+    bad = ~(torch.isfinite(means).all(1) & torch.isfinite(m2))
+    if bad.any():
+        ids = kept[bad.nonzero().squeeze(1).cpu()][:5].tolist()
+        raise UserError(
+            f"NaN or Inf in the stats of kept class(es) {ids}: the embeddings "
+            "overflowed or the file is corrupt; re-collect (e.g. with --dtype "
+            "float32) or raise --min-count to leave them out"
+        )
+
+
+def norm_metrics(g: Geometry) -> dict:
+    """Equinormness (Eq. 5): mean, std and CoV of log ‖μ_c − μ̄‖."""
+    std, mean, cov = _std_mean_cov(g.norm.log())
+    return {"nc2_norm_mean": mean, "nc2_norm_std": std, "nc2_equinorm_cov": cov}
+
+
+def etf_error(g: Geometry) -> float:
+    """Kothapalli's ‖ZZᵀ/‖ZZᵀ‖_F − (I − 11ᵀ/C)/√(C−1)‖_F, by its d×d closed form.
+
+    Both matrices have unit norm, so the error is √(2 − 2⟨A, B⟩) with
+    ‖ZZᵀ‖_F = ‖ZᵀZ‖_F and ⟨ZZᵀ, I − 11ᵀ/C⟩ = ‖Z‖_F² − ‖Σ_c z_c‖²/C. Near an exact ETF
+    the square root amplifies rounding to ~1e-8 (float64's √u).
+    """
+    c = g.z.shape[0]
+    gram_norm = torch.linalg.matrix_norm(g.z.T @ g.z)  # ‖ZZᵀ‖_F via the d×d Gram
+    inner = (g.z.square().sum() - g.z.sum(0).square().sum() / c) / math.sqrt(c - 1)
+    return math.sqrt(max(0.0, 2.0 - 2.0 * float(inner / gram_norm)))
+
+
+def covariance_metrics(train: ClassStats, g: Geometry) -> dict:
+    """Papyan's NC1 tr(Σ_W Σ_B⁺)/C and Tirer's tr(Σ_W)/tr(Σ_B) (needs ``cov_m2``)."""
+    if train.cov_m2 is None:
+        return {}
+    c = g.z.shape[0]
+    sigma_w = train.cov_m2.to(g.z.device) / train.n_samples  # (d, d)
+    sigma_b = g.z.T @ g.z / c  # (d, d)
+    eigval, eigvec = torch.linalg.eigh(sigma_b)
+    cutoff = eigval.max() * eigval.numel() * torch.finfo(torch.float64).eps
+    keep = eigval > cutoff
+    q = eigvec[:, keep]  # (d, r)
+    # tr(Σ_W Σ_B⁺) = Σ_i q_iᵀ Σ_W q_i / λ_i over the nonzero eigenpairs of Σ_B
+    ratio = ((q.T @ sigma_w * q.T).sum(1) / eigval[keep]).sum()
+    return {
+        "nc1_covariance_ratio": float(ratio) / c,
+        "nc1_quotient": float(torch.trace(sigma_w) / torch.trace(sigma_b)),
+    }
+
+
+def duality_metrics(weight: Tensor, g: Geometry) -> tuple[dict, Tensor, Tensor]:
+    """Self-duality (Eq. 8, 11), uniform duality (UNC3) and Papyan/Zhu's NC3 errors.
+
+    Returns the metrics and the per-class cosine and dot product.
+    """
+    if weight.shape[1] != g.z.shape[1]:
+        raise UserError(
+            f"the classifier has width {weight.shape[1]} but the embeddings have "
+            f"{g.z.shape[1]}: use the classifier of the model the stats came from"
+        )
+    if weight.shape[0] <= int(g.kept.max()):
+        raise UserError(
+            f"the classifier has {weight.shape[0]} classes but the stats count "
+            f"class {int(g.kept.max())}: use the matching model"
+        )
+    w = weight.to(g.z.device, torch.float64)[g.kept]  # (C, d)
+    w_unit = w / w.square().sum(1, keepdim=True).sqrt()
+    z_unit = g.unit
+    cos = (w_unit * z_unit).sum(1)  # Eq. 8, same class c
+    dot = (w * g.z).sum(1)
+    cos_std, cos_mean, cos_cov = _std_mean_cov(cos)
+    dot_std, dot_mean, _ = _std_mean_cov(dot)
+    papyan = torch.linalg.matrix_norm(
+        w / torch.linalg.matrix_norm(w) - g.z / torch.linalg.matrix_norm(g.z)
+    )
+    metrics = {
+        "nc3_duality_mean": cos_mean,
+        "nc3_duality_std": cos_std,
+        "unc3_duality_cov": cos_cov,
+        "nc3_distance_mean": float((w_unit - z_unit).square().sum(1).sqrt().mean()),  # Eq. 11
+        "nc3_dot_mean": dot_mean,
+        "nc3_dot_std": dot_std,
+        "nc3_papyan_error": float(papyan),
+        "nc3_zhu_error": _zhu_error(w, g.z),
+    }
+    return metrics, cos, dot
+
+
+def _zhu_error(w: Tensor, z: Tensor) -> float:
+    """‖W Zᵀ/‖W Zᵀ‖_F − (I − 11ᵀ/C)/√(C−1)‖_F by its d×d closed form (cf. :func:`etf_error`):
+    ‖WZᵀ‖_F² = ⟨WᵀW, ZᵀZ⟩ and ⟨WZᵀ, I − 11ᵀ/C⟩ = Σ_c⟨w_c, z_c⟩ − ⟨Σw, Σz⟩/C."""
+    c = z.shape[0]
+    norm = ((w.T @ w) * (z.T @ z)).sum().sqrt()
+    inner = ((w * z).sum() - w.sum(0) @ z.sum(0) / c) / math.sqrt(c - 1)
+    return math.sqrt(max(0.0, 2.0 - 2.0 * float(inner / norm)))
+
+
+def ood_deviation(ood: ClassStats, g: Geometry) -> float:
+    """Ammar et al.'s NC5: mean_c |cos(μ_c − μ̄, μ_G^ood − μ̄)| with μ_G^ood the sample mean
+    of the out-of-distribution embeddings (both centred by the in-distribution μ̄)."""
+    if ood.dim != g.z.shape[1]:
+        raise UserError(f"the OOD stats have width {ood.dim}, the train stats {g.z.shape[1]}")
+    n = ood.counts.to(torch.float64)
+    if n.sum() == 0:
+        raise UserError("the OOD stats hold no samples")
+    ood_mean = (ood.means * n.unsqueeze(1)).sum(0) / n.sum()
+    direction = ood_mean.to(g.z.device) - g.centre
+    cos = (g.unit @ direction) / direction.norm()
+    return float(cos.abs().mean())
+
+
+def validation_metrics(val: ValidationStats, train: ClassStats, conv: Convention) -> dict:
+    """val_loss, val_ppl, val_acc and NC4 agreement (Eq. 10), after checking that the
+    validation stats were made with these train means and the same kept classes."""
+    if val.vocab_size != train.vocab_size:
+        raise UserError(
+            f"the validation stats have V={val.vocab_size} classes, the train "
+            f"stats V={train.vocab_size}: they come from different models"
+        )
+    expected = means_sha256(train)
+    found = val.metadata.get("train_means_sha256")
+    if found != expected:
+        raise UserError(
+            "the validation stats were made from other train means (SHA-256 "
+            f"{(found or 'missing')[:12]}… ≠ {expected[:12]}…): re-collect them "
+            "with `collect --split validation --train-stats` on these train stats"
+        )
+    made_with = val.metadata.get("min_count")
+    if made_with is not None and int(made_with) != conv.min_count:
+        raise UserError(
+            f"the validation decisions were made over classes with ≥ {made_with} "
+            f"train samples, not {conv.min_count}: pass --min-count {made_with}"
+        )
+    return val.totals()
+
+
+def class_table(
+    g: Geometry,
+    pair,
+    cos: Tensor | None,
+    dot: Tensor | None,
+    val: ValidationStats | None,
+    tokens: list[str] | None,
+) -> pd.DataFrame:
+    """The per-class table of DESIGN §3 (what the paper's Tables 4–5 read from)."""
+    ids = g.kept.cpu()
+    nan = torch.full((ids.numel(),), math.nan, dtype=torch.float64)
+    table = {
+        "token_id": ids.numpy(),
+        "token": tokens if tokens is not None else [str(int(i)) for i in ids],
+        "count": g.counts.cpu().numpy(),
+        "sigma2": g.sigma2.cpu().numpy(),
+        "log_norm": g.norm.log().cpu().numpy(),
+        "cdnv_mean": pair.row_cdnv.cpu().numpy(),
+        "interference_mean": pair.row_interference.cpu().numpy(),
+        "logkernel_mean": pair.row_logkernel.cpu().numpy(),
+        "duality_cos": (nan if cos is None else cos.cpu()).numpy(),
+        "dot": (nan if dot is None else dot.cpu()).numpy(),
+    }
+    if val is not None:
+        n = val.val_counts[ids]
+        table["val_count"] = n.numpy()
+        table["agreement_rate"] = (val.agree[ids] / n.clamp_min(1)).where(n > 0, nan).numpy()
+    else:
+        table["val_count"] = torch.zeros_like(ids).numpy()
+        table["agreement_rate"] = nan.numpy()
+    return pd.DataFrame(table)
+
+
+def measure(
+    train: ClassStats,
+    conv: Convention | None = None,
+    classifier: tuple[Tensor, Tensor | None] | None = None,
+    validation: ValidationStats | None = None,
+    ood: ClassStats | None = None,
+    tokens: dict[int, str] | None = None,
+    device: str | torch.device = "cpu",
+    tile: int = DEFAULT_TILE,
+) -> Measured:
+    """All metrics of DESIGN §3 (Eq. 2–11) and the per-class table."""
+    conv = conv or Convention()
+    device = torch.device(device)
+    g = geometry(train, conv, device)
+    pair = pairwise_metrics(g.z, g.sigma2, conv.cdnv_power, tile)
+    metrics = {
+        "n_classes": g.z.shape[0],
+        "n_samples": train.n_samples,
+        "dim": train.dim,
+        "nc1_cdnv": pair.cdnv.value,
+        **covariance_metrics(train, g),
+        **norm_metrics(g),
+        "nc2_interference_mean": pair.interference.value,
+        "nc2_interference_std": pair.interference.std,
+        "nc2_equiangular_cov": cov(pair.interference.std, pair.interference.value),
+        "nc2_etf_error": etf_error(g),
+        "gnc2_logkernel_mean": pair.logkernel.value,
+        "gnc2_logkernel_std": pair.logkernel.std,
+        "gnc2_uniformity_cov": cov(pair.logkernel.std, pair.logkernel.value),
+        "n_degenerate_pairs": pair.n_degenerate_pairs,
+    }
+    cos = dot = None
+    if classifier is not None:
+        nc3, cos, dot = duality_metrics(classifier[0], g)
+        metrics.update(nc3)
+    if ood is not None:
+        metrics["nc5_ood_deviation"] = ood_deviation(ood, g)
+    if validation is not None:
+        metrics.update(validation_metrics(validation, train, conv))
+    names = None if tokens is None else [tokens.get(int(i), str(int(i))) for i in g.kept.cpu()]
+    return Measured(metrics, class_table(g, pair, cos, dot, validation, names))
