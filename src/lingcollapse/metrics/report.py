@@ -20,17 +20,30 @@ def format_value(value) -> str:
 
 
 def metrics_table(metrics: dict) -> str:
-    """One line per metric: name, arrow, value, description (known names first)."""
+    """One line per metric (name, ↑/↓, value, description), then the setting in one line."""
     rows = [(name, metrics[name]) for name in METRICS if name in metrics]
-    rows += [
-        (k, v)
-        for k, v in metrics.items()
-        if k not in METRICS and isinstance(v, int | float) and not isinstance(v, bool)
-    ]
-    width = max(len(name) for name, _ in rows)
-    lines = [f"{'metric':<{width}}     {'value':>13}  description", "-" * (width + 48)]
+    width = max([len(name) for name, _ in rows] + [6])
+    lines = [f"{'metric':<{width}}     {'value':>13}  description", "-" * (width + 70)]
     for name, value in rows:
-        desc = METRICS.get(name, (0, ""))[1]
-        lines.append(f"{name:<{width}}  {arrow(name)}  {format_value(value):>13}  {desc}")
-    lines.append("↓/↑: smaller/larger is more collapse (or better generalization)")
+        lines.append(
+            f"{name:<{width}}  {arrow(name)}  {format_value(value):>13}  {METRICS[name][1]}"
+        )
+    lines.append("-" * (width + 70))
+    setting = [
+        ("model", "model"),
+        ("layer", "layer"),
+        ("C", "n_classes"),
+        ("N", "n_samples"),
+        ("d", "dim"),
+        ("preset", "preset"),
+        ("k", "cdnv_power"),
+        ("min_count", "min_count"),
+        ("degenerate pairs", "n_degenerate_pairs"),
+    ]
+    lines.append(
+        "  ".join(
+            f"{label} {format_value(metrics[key])}" for label, key in setting if key in metrics
+        )
+    )
+    lines.append("↓/↑: smaller/larger means more collapse (or better generalization)")
     return "\n".join(lines)

@@ -179,7 +179,7 @@ class ClassAccumulator:
     def update(self, h: Tensor, y: Tensor) -> None:
         """Add a batch: ``h`` (n, d) embeddings of any float dtype, ``y`` (n,) classes."""
         y = y.to(device=self.device, dtype=torch.long).reshape(-1)
-        h = h.to(self.device).reshape(y.numel(), -1)  # (n, d)
+        h = h.to(self.device).reshape(y.numel(), self.dim)  # (n, d)
         if y.numel() == 0:
             return
         batch_counts = torch.bincount(y, minlength=self.vocab_size)  # (V,)

@@ -126,7 +126,7 @@ class ValidationAccumulator:
         from the model's own forward pass (reused for the loss and linear decisions)."""
         dev = self.weight.device
         y = y.to(device=dev, dtype=torch.long).reshape(-1)
-        h = h.to(dev).reshape(y.numel(), -1)
+        h = h.to(dev).reshape(y.numel(), self.weight.shape[1])
         if y.numel() == 0:
             return
         if logits is None:
@@ -142,7 +142,8 @@ class ValidationAccumulator:
         s.loss_sum.index_add_(0, y, loss)
 
     def _linear_from_logits(self, logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        logits = logits.float()  # (n, V): bf16 logits are upcast before the log-sum-exp
+        # (n, V): half-precision logits are upcast before the log-sum-exp, as HF's loss does
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         loss = torch.logsumexp(logits, dim=1) - logits.gather(1, y.unsqueeze(1)).squeeze(1)
         top1 = logits.argmax(1)
         linear = self.kept[logits.index_select(1, self.kept).argmax(1)]

@@ -1,0 +1,166 @@
+"""`lingcollapse measure` and `stats merge` end to end, and every bad input of DESIGN §5."""
+
+import json
+import re
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from lingcollapse.cli import main
+from lingcollapse.stats import class_stats
+from lingcollapse.stats.files import FORMAT, save_stats
+from lingcollapse.stats.validation import ValidationAccumulator
+
+V, D = 30, 6
+
+
+@pytest.fixture
+def files(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, V - 4, (800,), generator=g)
+    h = torch.randn(800, D, generator=g) + 3 * torch.randn(V, D, generator=g)[y]
+    train = class_stats(h, y, V)
+    weight, bias = torch.randn(V, D, generator=g), torch.zeros(V)
+    acc = ValidationAccumulator(weight, bias, train)
+    acc.update(h[:200], y[:200])
+    paths = {k: tmp_path / f"{k}.safetensors" for k in ("train", "validation", "classifier")}
+    save_stats(paths["train"], train, model="toy")
+    save_stats(paths["validation"], acc.state)
+    save_file({"weight": weight, "bias": bias}, paths["classifier"])
+    paths["out"] = tmp_path / "out"
+    return paths
+
+
+def measure_args(f, *extra):
+    return [
+        "measure",
+        str(f["train"]),
+        "--validation",
+        str(f["validation"]),
+        "--classifier",
+        str(f["classifier"]),
+        "--out",
+        str(f["out"]),
+        *extra,
+    ]
+
+
+def test_measure_json_and_outputs(files, capsys):
+    assert main(measure_args(files, "--json")) == 0
+    printed = json.loads(capsys.readouterr().out)
+    saved = json.loads((files["out"] / "metrics.json").read_text())
+    assert printed == saved
+    assert saved["n_classes"] == 26 and saved["model"] == "toy"
+    for key in (
+        "nc1_cdnv",
+        "nc2_equinorm_cov",
+        "gnc2_uniformity_cov",
+        "unc3_duality_cov",
+        "nc4_agreement",
+        "val_loss",
+        "nc3_zhu_error",
+    ):
+        assert isinstance(saved[key], float), key
+    table = pd.read_parquet(files["out"] / "classes.parquet")
+    assert len(table) == 26
+    assert table.val_count.sum() == 200
+
+
+def test_measure_table_has_arrows(files, capsys):
+    assert main(measure_args(files)) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^nc1_cdnv +↓ ", out, re.M) and re.search(r"^nc4_agreement +↑ ", out, re.M)
+
+
+def test_preset_and_options_change_the_answer(files, capsys):
+    main(measure_args(files, "--json"))
+    paper = json.loads(capsys.readouterr().out)
+    main(measure_args(files, "--json", "--preset", "papyan"))
+    papyan = json.loads(capsys.readouterr().out)
+    assert papyan["cdnv_power"] == 0 and papyan["centre"] == "weighted"
+    assert papyan["nc1_cdnv"] != paper["nc1_cdnv"]
+
+
+def test_stats_merge_cli(files, tmp_path, capsys):
+    out = tmp_path / "merged.safetensors"
+    assert (
+        main(["stats", "merge", str(files["train"]), str(files["train"]), "--out", str(out)]) == 0
+    )
+    assert out.is_file()
+
+
+def _bad_cases(f, tmp):
+    good = f["train"].read_bytes()
+    garbled = tmp / "garbled.safetensors"
+    garbled.write_bytes(b"\x00\x13not a safetensors file at all" * 10)
+    truncated = tmp / "truncated.safetensors"
+    truncated.write_bytes(good[: len(good) // 2])
+    missing_key = tmp / "missing.safetensors"
+    save_file(
+        {
+            "counts": torch.ones(V, dtype=torch.long),
+            "means": torch.zeros(V, D, dtype=torch.float64),
+        },
+        missing_key,
+        {"format": FORMAT, "kind": "train"},
+    )
+    shape = tmp / "shape.safetensors"
+    save_file(
+        {
+            "counts": torch.ones(V, dtype=torch.long),
+            "means": torch.zeros(V, D, dtype=torch.float64),
+            "m2": torch.zeros(V + 1, dtype=torch.float64),
+        },
+        shape,
+        {"format": FORMAT, "kind": "train"},
+    )
+    stats = class_stats(torch.randn(50, D), torch.arange(50) % V, V)
+    stats.means[3, 0] = float("nan")
+    nan = tmp / "nan.safetensors"
+    save_stats(nan, stats)
+    stats = class_stats(torch.randn(50, D), torch.arange(50) % V, V)
+    stats.counts[4] = -2
+    negative = tmp / "negative.safetensors"
+    save_stats(negative, stats)
+    wide = tmp / "wide.safetensors"
+    save_file({"weight": torch.randn(V, D + 2)}, wide)
+    other = tmp / "other.safetensors"
+    save_stats(other, class_stats(torch.randn(100, D), torch.arange(100) % V, V))
+    out = str(f["out"])
+    return {
+        "missing file": ["measure", str(tmp / "nope.safetensors"), "--out", out],
+        "garbled": ["measure", str(garbled), "--out", out],
+        "truncated": ["measure", str(truncated), "--out", out],
+        "missing key": ["measure", str(missing_key), "--out", out],
+        "shape mismatch": ["measure", str(shape), "--out", out],
+        "NaN in kept class": ["measure", str(nan), "--out", out],
+        "negative counts": ["measure", str(negative), "--out", out],
+        "classifier width": ["measure", str(f["train"]), "--classifier", str(wide), "--out", out],
+        "too few classes": ["measure", str(f["train"]), "--min-count", "100000", "--out", out],
+        "other means": ["measure", str(other), "--validation", str(f["validation"]), "--out", out],
+        "validation as train": ["measure", str(f["validation"]), "--out", out],
+        "unknown preset": ["measure", str(f["train"]), "--preset", "papyn", "--out", out],
+        "merge of other kinds": [
+            "stats",
+            "merge",
+            str(f["train"]),
+            str(f["validation"]),
+            "--out",
+            str(tmp / "m.safetensors"),
+        ],
+    }
+
+
+def test_bad_inputs_exit_2_with_one_error_line_and_keep_outputs(files, tmp_path, capsys):
+    assert main(measure_args(files)) == 0
+    before = (files["out"] / "metrics.json").read_bytes()
+    capsys.readouterr()
+    for name, argv in _bad_cases(files, tmp_path).items():
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: "), (name, err)
+        assert (files["out"] / "metrics.json").read_bytes() == before, name
+    assert not (tmp_path / "m.safetensors").exists()
+    assert not list(files["out"].glob("*.tmp"))
