@@ -105,14 +105,13 @@ def pairwise_metrics(
     norm2 = z.square().sum(1)  # (C,)
     norm = norm2.sqrt()
     inv = 1.0 / norm
-    unit = z * inv.unsqueeze(1)  # (C, d)
     acc = _Accumulators(c, z.device)
     for i0 in range(0, c, tile):
         i = slice(i0, min(i0 + tile, c))
         for j0 in range(i0, c, tile):
             j = slice(j0, min(j0 + tile, c))
             gram = z[i] @ z[j].T  # (a, b)
-            _tile(acc, i, j, gram, z, unit, norm2, norm, inv, sigma2, cdnv_power)
+            _tile(acc, i, j, gram, z, norm2, inv, sigma2, cdnv_power)
     return acc.result()
 
 
@@ -136,7 +135,7 @@ class _Accumulators:
         )
 
 
-def _tile(acc, i, j, gram, z, unit, norm2, norm, inv, sigma2, power) -> None:
+def _tile(acc, i, j, gram, z, norm2, inv, sigma2, power) -> None:
     """All pairwise quantities of one tile; ``gram`` is overwritten (it becomes cos)."""
     # ‖z_i − z_j‖² by expansion: D = ‖z_i‖² + ‖z_j‖² − 2⟨z_i, z_j⟩   (a, b)
     dist2 = torch.add(norm2[j].unsqueeze(0), gram, alpha=-2.0).add_(norm2[i].unsqueeze(1))
@@ -147,7 +146,7 @@ def _tile(acc, i, j, gram, z, unit, norm2, norm, inv, sigma2, power) -> None:
         kern2.diagonal().fill_(math.inf)
     near = None
     if float(kern2.min()) < NEAR:
-        near = _recompute_near(i, j, z, unit, dist2, kern2, cos)
+        near = _recompute_near(i, j, z, inv, dist2, kern2, cos)
 
     cdnv = torch.add(sigma2[i].unsqueeze(1), sigma2[j].unsqueeze(0))  # (a, b)
     if power == 2.0:
@@ -167,12 +166,12 @@ def _tile(acc, i, j, gram, z, unit, norm2, norm, inv, sigma2, power) -> None:
         acc.rows[name].add(i, j, x, ones_i, ones_j)
 
 
-def _recompute_near(i, j, z, unit, dist2, kern2, cos) -> Tensor:
+def _recompute_near(i, j, z, inv, dist2, kern2, cos) -> Tensor:
     """Exact distances for nearly coinciding pairs, from the vector differences."""
     rows, cols = (kern2 < NEAR).nonzero(as_tuple=True)
     gi, gj = rows + i.start, cols + j.start
     dist2[rows, cols] = (z[gi] - z[gj]).square().sum(1)
-    k2 = (unit[gi] - unit[gj]).square().sum(1)
+    k2 = (z[gi] * inv[gi].unsqueeze(1) - z[gj] * inv[gj].unsqueeze(1)).square().sum(1)
     kern2[rows, cols] = k2
     cos[rows, cols] = 1.0 - 0.5 * k2
     return rows
