@@ -156,3 +156,14 @@ def test_save_load_round_trip_and_merge_files(tmp_path):
     merged = merge_stats_files([tmp_path / "a.safetensors", tmp_path / "b.safetensors"])
     assert_same(merged, class_stats(h, y, 20, covariance=True))
     assert merged.metadata["tokens"] == "400" and "shard" not in merged.metadata
+
+
+def test_equal_stats_give_equal_bytes(tmp_path):
+    """Metadata order must not leak into the file (resumed runs compare byte for byte)."""
+    h, y = data(n=100)
+    stats = class_stats(h, y, 20)
+    save_stats(tmp_path / "a.safetensors", stats, model="m", layer="last", tokens=100)
+    stats.metadata = {}
+    save_stats(tmp_path / "b.safetensors", stats, tokens=100, layer="last", model="m")
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    assert load_stats(tmp_path / "b.safetensors").metadata["model"] == "m"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,26 @@ def save_stats(
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
+        _sort_metadata(tmp)
+
+
+def _sort_metadata(path: Path) -> None:
+    """Rewrite the header with metadata keys sorted, so equal stats give equal bytes.
+
+    safetensors writes metadata in hash-map order, which changes from process to
+    process; a resumed run must end with the very file an uninterrupted run writes.
+    The reordered header has the same length, so it is rewritten in place.
+    """
+    with open(path, "r+b") as f:
+        size = struct.unpack("<Q", f.read(8))[0]
+        raw = f.read(size)
+        header = json.loads(raw)
+        header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > size:  # cannot happen for a reordering; keep the original then
+            return
+        f.seek(8)
+        f.write(text.ljust(size, b" "))
 
 
 def _to_str(value: Any) -> str:
