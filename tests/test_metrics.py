@@ -5,6 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lingcollapse.metrics import Convention, measure, pairwise_metrics
 from lingcollapse.stats import ClassStats, class_stats
@@ -204,3 +206,42 @@ def test_cuda_matches_cpu():
     a = measure(stats, classifier=(torch.as_tensor(weight), None)).metrics
     b = measure(stats, classifier=(torch.as_tensor(weight), None), device="cuda").metrics
     assert_matches(b, a, rtol=1e-9)
+
+
+def test_ood_deviation_against_brute_force():
+    counts, means, m2, _ = random_case(4, near=False)
+    stats = stats_from(counts, means, m2)
+    rng = np.random.default_rng(8)
+    ood_counts = rng.integers(0, 5, 60)
+    ood_means = rng.standard_normal((60, 8)) + 1.5
+    ood = stats_from(ood_counts, ood_means, np.zeros(60))
+    got = measure(stats, ood=ood).metrics["nc5_ood_deviation"]
+    kept = counts >= 1
+    z = means[kept] - means[kept].mean(0)
+    g = (ood_counts[:, None] * ood_means).sum(0) / ood_counts.sum() - means[kept].mean(0)
+    want = np.abs(z @ g / (np.linalg.norm(z, axis=1) * np.linalg.norm(g))).mean()
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), offset=st.floats(-1e3, 1e3), c=st.integers(3, 25))
+def test_property_relabel_and_translate_invariance(seed, offset, c):
+    """Relabelling classes and translating every mean change no metric."""
+    rng = np.random.default_rng(seed)
+    d = 5
+    counts = rng.integers(1, 6, c)
+    means = rng.standard_normal((c, d)) * 3
+    m2 = rng.uniform(0, 2, c) * counts
+    perm = rng.permutation(c)
+    a = measure(stats_from(counts, means, m2), tile=4).metrics
+    b = measure(stats_from(counts[perm], means[perm] + offset, m2[perm]), tile=3).metrics
+    for key in (
+        "nc1_cdnv",
+        "nc2_norm_std",
+        "nc2_interference_mean",
+        "nc2_interference_std",
+        "gnc2_logkernel_mean",
+        "gnc2_logkernel_std",
+        "nc2_etf_error",
+    ):
+        assert b[key] == pytest.approx(a[key], rel=1e-6, abs=1e-9), key

@@ -64,6 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.notes = []  # said after success, so a failure prints exactly one line
     conv = conventions.resolve(args.preset, min_count=args.min_count, cdnv_power=args.cdnv_power)
     if args.tile < 1:
         raise UserError(f"--tile must be positive, not {args.tile}")
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or run_dir
     train = load_stats(args.train_stats, kind="train")
     validation = _optional_validation(args)
-    classifier = _classifier(args.classifier, run_dir)
+    classifier = _classifier(args.classifier, run_dir, args.notes)
     ood = load_stats(args.ood, kind="train") if args.ood else None
     device = _device(args.device)
     with warnings.catch_warnings(record=True) as caught:
@@ -86,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
             device=device,
             tile=args.tile,
         )
+    for note in args.notes:
+        log.info("%s", note)
     for w in caught:
         log.warning("warning: %s", w.message)
     if result.metrics["n_degenerate_pairs"]:
@@ -117,15 +120,15 @@ def _optional_validation(args):
     if path is None:
         sibling = args.train_stats.parent / "validation.safetensors"
         if sibling.is_file() and sibling.resolve() != args.train_stats.resolve():
-            log.info("using validation stats %s", sibling)
+            args.notes.append(f"using validation stats {sibling}")
             path = sibling
     return None if path is None else load_stats(path, kind="validation")
 
 
-def _classifier(source: str | None, run_dir: Path):
+def _classifier(source: str | None, run_dir: Path, notes: list[str]):
     if source is None and (run_dir / "model" / "config.json").is_file():
         source = str(run_dir / "model")
-        log.info("using the classifier of %s", source)
+        notes.append(f"using the classifier of {source}")
     return None if source is None else load_classifier(source)
 
 

@@ -58,19 +58,11 @@ def _from_safetensors(path: Path) -> tuple[Tensor, Tensor | None]:
 def _from_model(source: str) -> tuple[Tensor, Tensor | None]:
     from transformers import AutoModelForCausalLM
 
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, torch_dtype=torch.float32)
-    except OSError as err:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in str(err).lower()
-        where = (
-            "no such local path, and the hub cannot be reached (offline?)"
-            if offline
-            else "not a local model dir nor a hub id that can be loaded"
-        )
-        raise UserError(
-            f"cannot load classifier from {source!r}: {where}; pass a model dir, "
-            "a run dir, or a safetensors file with 'weight' and 'bias'"
-        ) from None
+    from lingcollapse.hub import load_pretrained
+
+    model = load_pretrained(
+        AutoModelForCausalLM.from_pretrained, source, "classifier model", dtype=torch.float32
+    )
     head = model.get_output_embeddings()
     if head is None:
         raise UserError(f"model {source!r} has no output embeddings (lm_head)")
