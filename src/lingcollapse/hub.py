@@ -34,9 +34,21 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     return True
 
 
+def quiet() -> None:
+    """Keep transformers' loading bars and config chatter off the terminal: our own
+    progress bars and one-line errors are what a user should see."""
+    import transformers
+    from huggingface_hub.utils import disable_progress_bars
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    disable_progress_bars()
+
+
 def load_pretrained(loader: Callable[..., T], source: str, what: str, **kwargs) -> T:
     """``loader(source, **kwargs)`` (e.g. ``AutoModelForCausalLM.from_pretrained``) for a
     local dir or a hub id, with a :class:`UserError` that says how to fix a failure."""
+    quiet()
     if Path(source).exists():
         try:
             return loader(source, local_files_only=True, **kwargs)

@@ -1,0 +1,1 @@
+"""Collection: a causal LM streamed over a packed split becomes statistics files."""

@@ -1,0 +1,98 @@
+"""Data-parallel collection under ``torchrun``: each rank a disjoint block, merged on rank 0.
+
+Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) this is a single process.
+Ranks send their finished statistics to rank 0 one after another, and rank 0 merges them
+in rank order with Chan's formula, so the result does not depend on timing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as tdist
+
+from lingcollapse.errors import UserError
+from lingcollapse.stats.classes import ClassStats
+from lingcollapse.stats.validation import VALIDATION_KEYS, ValidationStats
+
+
+@dataclass
+class Dist:
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def tag(self) -> str:
+        return f" [rank {self.rank}/{self.world}]" if self.world > 1 else ""
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda was asked for but CUDA is not available")
+        return torch.device("cuda", local_rank if name == "cuda" else torch.device(name).index)
+    if name != "cpu":
+        raise UserError(f"unknown --device {name!r}: use auto, cpu or cuda")
+    return torch.device("cpu")
+
+
+def setup(device: str) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist(0, 1, pick_device(device))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = pick_device(device, local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if not tdist.is_initialized():
+        tdist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return Dist(tdist.get_rank(), tdist.get_world_size(), dev)
+
+
+def finish(dist: Dist) -> None:
+    if dist.world > 1 and tdist.is_initialized():
+        tdist.barrier()
+        tdist.destroy_process_group()
+
+
+def _tensors(stats: ClassStats | ValidationStats) -> list[torch.Tensor]:
+    if isinstance(stats, ClassStats):
+        parts = [stats.counts, stats.means, stats.m2]
+        return parts + ([stats.cov_m2] if stats.cov_m2 is not None else [])
+    return [getattr(stats, key) for key in VALIDATION_KEYS]
+
+
+def merge_to_rank0(results: dict, dist: Dist) -> dict:
+    """Rank 0 gets the merge of every rank's ``{layer: stats}``; others keep theirs."""
+    if dist.world == 1:
+        return results
+    for mine in results.values():
+        if dist.rank == 0:
+            for source in range(1, dist.world):
+                other = _like(mine)
+                for tensor in _tensors(other):
+                    tdist.recv(tensor, src=source)
+                mine.merge(other)
+        else:
+            for tensor in _tensors(mine):
+                tdist.send(tensor.contiguous(), dst=0)
+    return results
+
+
+def _like(stats: ClassStats | ValidationStats) -> ClassStats | ValidationStats:
+    if isinstance(stats, ClassStats):
+        cov = None if stats.cov_m2 is None else torch.empty_like(stats.cov_m2)
+        return ClassStats(
+            torch.empty_like(stats.counts),
+            torch.empty_like(stats.means),
+            torch.empty_like(stats.m2),
+            cov,
+        )
+    return ValidationStats(
+        *(torch.empty_like(t) for t in _tensors(stats)), metadata=dict(stats.metadata)
+    )

@@ -1,0 +1,148 @@
+"""Any Hugging Face causal LM as a source of context embeddings (paper §3.2).
+
+The embedding of class ``x_{t+1}`` is the input of the output layer at position t: the
+hidden state after the final norm. For every architecture we know of, the base model's
+``last_hidden_state`` is exactly that, so the train pass runs the body alone and never
+computes logits (at V = 50,257 the head is the largest matmul of a small model). This
+is checked on every load with a forward pre-hook on ``get_output_embeddings()``; a model
+where it does not hold is run whole and the head's input is taken from the hook.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from lingcollapse.errors import UserError
+from lingcollapse.hub import load_pretrained
+
+DTYPES = {
+    "float32": torch.float32,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+}
+
+
+@dataclass
+class EmbeddingModel:
+    """A causal LM with what collection needs: the embeddings of requested layers,
+    the classifier (``lm_head`` weight and bias), and its identity."""
+
+    model: nn.Module
+    name: str
+    revision: str | None
+    body_only: bool  # base model's last_hidden_state == lm_head input (checked)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.classifier()[0].shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.classifier()[0].shape[1]
+
+    @property
+    def num_layers(self) -> int:
+        config = self.model.config
+        for key in ("num_hidden_layers", "num_layers", "n_layer"):
+            if getattr(config, key, None):
+                return int(getattr(config, key))
+        raise UserError(f"cannot tell how many layers {self.name} has; use --layers last")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def classifier(self) -> tuple[Tensor, Tensor | None]:
+        head = self.model.get_output_embeddings()
+        bias = getattr(head, "bias", None)
+        return head.weight.detach(), None if bias is None else bias.detach()
+
+    @torch.inference_mode()
+    def embeddings(self, ids: Tensor, layers: list[int | str]) -> dict[int | str, Tensor]:
+        """``{layer: (B, T, d)}`` for layer indices (0 = the token embeddings, i = the
+        output of block i) and ``"last"`` (the input of the output layer)."""
+        hidden = any(layer != "last" for layer in layers)
+        if self.body_only:
+            out = self.model.base_model(input_ids=ids, output_hidden_states=hidden, use_cache=False)
+            last = out.last_hidden_state
+        else:
+            out, last = self._through_head(ids, hidden)
+        return {layer: last if layer == "last" else out.hidden_states[layer] for layer in layers}
+
+    def _through_head(self, ids: Tensor, hidden: bool):
+        captured = {}
+
+        def hook(module, args):
+            captured["h"] = args[0]
+
+        handle = self.model.get_output_embeddings().register_forward_pre_hook(hook)
+        try:
+            out = self.model(input_ids=ids, output_hidden_states=hidden, use_cache=False)
+        finally:
+            handle.remove()
+        return out, captured["h"]
+
+
+def resolve_model_path(source: str) -> str:
+    """A run dir means its ``model/``; anything else is a model dir or a hub id."""
+    path = Path(source)
+    if path.is_dir() and not (path / "config.json").is_file() and (path / "model").is_dir():
+        return str(path / "model")
+    return source
+
+
+def load_model(
+    source: str,
+    revision: str | None = None,
+    dtype: str = "float32",
+    device: str | torch.device = "cpu",
+    trust_remote_code: bool = False,
+) -> EmbeddingModel:
+    """Load a causal LM (run dir, model dir or hub id) for collection, in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    if dtype not in DTYPES:
+        raise UserError(f"unknown --dtype {dtype!r}: use one of float32, bf16, fp16")
+    path = resolve_model_path(source)
+    kwargs = {"dtype": DTYPES[dtype], "trust_remote_code": trust_remote_code}
+    if revision:
+        kwargs["revision"] = revision
+    model = load_pretrained(AutoModelForCausalLM.from_pretrained, path, "model", **kwargs)
+    model.to(device).eval()
+    if model.get_output_embeddings() is None:
+        raise UserError(
+            f"{source} has no output layer (get_output_embeddings() is None): it is not a causal LM"
+        )
+    wrapped = EmbeddingModel(model, _identity(source, path), revision, body_only=True)
+    wrapped.body_only = _body_is_head_input(wrapped)
+    return wrapped
+
+
+def _identity(source: str, path: str) -> str:
+    """The model's name for the stats metadata: the run's name, or the hub id/path."""
+    run_config = Path(path).parent / "config.json"
+    if Path(path).name == "model" and run_config.is_file():
+        try:
+            return json.loads(run_config.read_text()).get("model", Path(path).parent.name)
+        except ValueError:
+            return Path(path).parent.name
+    return source
+
+
+@torch.inference_mode()
+def _body_is_head_input(m: EmbeddingModel) -> bool:
+    """Does base_model(...).last_hidden_state equal the input of the output layer?"""
+    ids = torch.arange(8, device=m.device).remainder(m.vocab_size).unsqueeze(0)  # (1, 8)
+    _, head_input = m._through_head(ids, hidden=False)
+    try:
+        body = m.model.base_model(input_ids=ids, use_cache=False).last_hidden_state
+    except (AttributeError, TypeError):
+        return False
+    return body.shape == head_input.shape and torch.equal(body, head_input)

@@ -1,0 +1,334 @@
+"""One pass of a causal LM over a packed split into stats files (DESIGN §4, §5).
+
+Train split: per requested layer, a :class:`ClassAccumulator` (counts, means, M2 and
+optionally the within-class scatter) from the body's hidden states alone. Validation
+split: per layer, a :class:`ValidationAccumulator` (loss, accuracy, NC4 decisions)
+against that layer's train stats. Both from the same forward pass, in one pass.
+
+Resumable: every ``checkpoint_every`` sequences the raw accumulator state and the data
+cursor go atomically into ``OUT.partial``; the same command after an interruption (even
+``kill -9``) restores them and ends with the very bytes an uninterrupted run writes.
+Data-parallel: ``--shard I/N`` takes a disjoint block of sequences; under ``torchrun``
+each rank takes a block of that and rank 0 merges the ranks' statistics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from lingcollapse.collect import distributed
+from lingcollapse.collect.data import Shard, open_split
+from lingcollapse.collect.model import EmbeddingModel, load_model
+from lingcollapse.errors import UserError
+from lingcollapse.io import atomic_path
+from lingcollapse.progress import progress
+from lingcollapse.stats.classes import ClassAccumulator, ClassStats
+from lingcollapse.stats.files import load_stats, save_stats
+from lingcollapse.stats.validation import ValidationAccumulator, ValidationStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CollectConfig:
+    """What one collection pass reads and writes; recorded in every file it makes."""
+
+    model: str
+    data: str
+    split: str = "train"
+    out: str = "stats/train.safetensors"
+    batch_size: int = 8
+    checkpoint_every: int = 1024  # sequences
+    shard: str | None = None
+    layers: str = "last"  # "last", "all", or comma-separated indices (and "last")
+    dtype: str = "float32"
+    revision: str | None = None
+    train_stats: str | None = None  # validation split: the train stats of the NCC means
+    min_count: int = 1  # validation split: the kept classes of the NC4 decisions
+    covariance: bool = False
+    device: str = "auto"
+    trust_remote_code: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.split not in ("train", "validation"):
+            raise UserError(f"--split must be train or validation, not {self.split!r}")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, not {self.batch_size}")
+        if self.checkpoint_every < 1:
+            raise UserError(f"--checkpoint-every must be at least 1, not {self.checkpoint_every}")
+        if self.split == "validation" and not self.train_stats:
+            raise UserError(
+                "--split validation needs --train-stats (the train stats whose "
+                "means the nearest-class-centre decisions use)"
+            )
+        if self.min_count < 1:
+            raise UserError(f"--min-count must be at least 1, not {self.min_count}")
+        Shard.parse(self.shard)
+
+
+def parse_layers(spec: str, num_layers: int) -> list[int | str]:
+    """``last`` | ``all`` (every block's input, 0 … L−1, and ``last``) | ``i,j,…,last``."""
+    if spec == "last":
+        return ["last"]
+    if spec == "all":
+        return [*range(num_layers), "last"]
+    layers: list[int | str] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if part == "last":
+            layers.append("last")
+            continue
+        try:
+            index = int(part)
+        except ValueError:
+            raise UserError(f"--layers: {part!r} is neither an index nor 'last'") from None
+        if not 0 <= index < num_layers:
+            raise UserError(
+                f"--layers: index {index} is out of range: the model has "
+                f"{num_layers} layers (0 … {num_layers - 1}, or 'last')"
+            )
+        layers.append(index)
+    return list(dict.fromkeys(layers))
+
+
+def layer_path(out: str | Path, layer: int | str) -> Path:
+    """``OUT`` for the last layer, ``OUT`` with ``.layerNN`` before the suffix otherwise."""
+    out = Path(out)
+    return out if layer == "last" else out.with_name(f"{out.stem}.layer{layer:02d}{out.suffix}")
+
+
+def collect(cfg: CollectConfig) -> list[Path]:
+    """Run the pass; returns the stats files written (rank 0) or [] (other ranks)."""
+    dist = distributed.setup(cfg.device)
+    device = dist.device
+    model = load_model(cfg.model, cfg.revision, cfg.dtype, device, cfg.trust_remote_code)
+    layers = parse_layers(cfg.layers, model.num_layers)
+    tokens = open_split(cfg.data, cfg.split, model.vocab_size)
+    shard = Shard(dist.rank, dist.world).within(Shard.parse(cfg.shard))
+    rows = shard.rows(tokens.shape[0])
+    outputs = [layer_path(cfg.out, layer) for layer in layers]
+    fingerprint = _fingerprint(cfg, model, tokens, layers, Shard.parse(cfg.shard))
+    partial = _partial_path(cfg.out, dist)
+    accs = _accumulators(cfg, model, layers, device)
+    cursor = _resume(partial, fingerprint, accs, outputs)
+    if cursor is None:  # finished before, with this very configuration
+        distributed.finish(dist)
+        return outputs if dist.rank == 0 else []
+    _pass(cfg, model, tokens, rows, layers, accs, cursor, partial, fingerprint, dist)
+    results = {layer: _finished(acc) for layer, acc in accs.items()}
+    results = distributed.merge_to_rank0(results, dist)
+    written = []
+    if dist.rank == 0:
+        meta = _metadata(cfg, model, tokens, fingerprint)
+        for layer, path in zip(layers, outputs, strict=True):
+            save_stats(path, results[layer], **meta, layer=str(layer))
+            written.append(path)
+    partial.unlink(missing_ok=True)
+    distributed.finish(dist)
+    return written
+
+
+def _pass(
+    cfg,
+    model: EmbeddingModel,
+    tokens,
+    rows: range,
+    layers,
+    accs,
+    cursor: int,
+    partial: Path,
+    fingerprint: str,
+    dist,
+) -> None:
+    seq_len = tokens.shape[1]
+    total = len(rows)
+    since_checkpoint = 0
+    bar = progress(
+        total=total * seq_len,
+        initial=cursor * seq_len,
+        unit="tok",
+        unit_scale=True,
+        desc=f"collect {cfg.split}" + dist.tag,
+    )
+    with bar:
+        for start in range(cursor, total, cfg.batch_size):
+            stop = min(start + cfg.batch_size, total)
+            batch = np.asarray(tokens[rows.start + start : rows.start + stop])
+            ids = torch.from_numpy(batch.astype(np.int64)).to(model.device)  # (B, T)
+            _step(model, ids, layers, accs)
+            since_checkpoint += stop - start
+            bar.update((stop - start) * seq_len)
+            bar.set_postfix_str(f"{stop}/{total} seq", refresh=False)
+            if since_checkpoint >= cfg.checkpoint_every and stop < total:
+                _checkpoint(partial, fingerprint, accs, stop)
+                since_checkpoint = 0
+
+
+def _step(model: EmbeddingModel, ids: torch.Tensor, layers, accs) -> None:
+    """One batch: embeddings at positions 0 … T−2 are samples of tokens 1 … T−1."""
+    embeddings = model.embeddings(ids, layers)
+    labels = ids[:, 1:].reshape(-1)  # (B·(T−1),)
+    for layer, h in embeddings.items():
+        accs[layer].update(h[:, :-1].reshape(labels.numel(), -1), labels)
+
+
+def _accumulators(cfg: CollectConfig, model: EmbeddingModel, layers, device) -> dict:
+    if cfg.split == "train":
+        return {
+            layer: ClassAccumulator(model.vocab_size, model.dim, cfg.covariance, device)
+            for layer in layers
+        }
+    weight, bias = model.classifier()
+    accs = {}
+    for layer in layers:
+        train = load_stats(layer_path(cfg.train_stats, layer), kind="train")
+        if train.vocab_size != model.vocab_size or train.dim != model.dim:
+            raise UserError(
+                f"train stats {layer_path(cfg.train_stats, layer)} (V="
+                f"{train.vocab_size}, d={train.dim}) do not belong to this model "
+                f"(V={model.vocab_size}, d={model.dim})"
+            )
+        accs[layer] = ValidationAccumulator(weight, bias, train, cfg.min_count, device)
+    return accs
+
+
+def _finished(acc) -> ClassStats | ValidationStats:
+    return acc.compute() if isinstance(acc, ClassAccumulator) else acc.state
+
+
+# ---------------------------------------------------------------- checkpoints
+
+_STATE = ("counts", "shift", "sum", "sumsq", "outer")
+
+
+def _state_tensors(acc) -> dict[str, torch.Tensor]:
+    if isinstance(acc, ClassAccumulator):
+        return {k: getattr(acc, k) for k in _STATE if getattr(acc, k) is not None}
+    return acc.state.tensors()
+
+
+def _load_state(acc, tensors: dict[str, torch.Tensor]) -> None:
+    target = acc.__dict__ if isinstance(acc, ClassAccumulator) else acc.state.__dict__
+    for key, value in tensors.items():
+        target[key].copy_(value)
+
+
+def _checkpoint(partial: Path, fingerprint: str, accs: dict, cursor: int) -> None:
+    """The raw accumulator state (not finished moments), so a resumed run continues
+    bit for bit; written atomically."""
+    tensors = {
+        f"{layer}.{key}": t.detach().cpu().contiguous()
+        for layer, acc in accs.items()
+        for key, t in _state_tensors(acc).items()
+    }
+    with atomic_path(partial) as tmp:
+        save_file(tensors, str(tmp), metadata={"fingerprint": fingerprint, "cursor": str(cursor)})
+
+
+def _resume(partial: Path, fingerprint: str, accs: dict, outputs: list[Path]) -> int | None:
+    """The cursor to start from: a checkpoint's, 0 for a fresh pass, None when the
+    outputs already exist from this very configuration."""
+    if partial.is_file():
+        try:
+            tensors = load_file(str(partial))
+            from safetensors import safe_open
+
+            with safe_open(str(partial), framework="pt") as f:
+                meta = f.metadata() or {}
+        except Exception:
+            log.warning("warning: the checkpoint %s is unreadable; starting over", partial)
+            return 0
+        _check_same(partial, meta.get("fingerprint"), fingerprint)
+        for layer, acc in accs.items():
+            prefix = f"{layer}."
+            _load_state(
+                acc, {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            )
+        cursor = int(meta["cursor"])
+        log.info("resuming from %s at sequence %d", partial, cursor)
+        return cursor
+    existing = [p for p in outputs if p.is_file()]
+    if existing:
+        from lingcollapse.stats.files import load_meta
+
+        found = [load_meta(p).get("fingerprint") for p in existing]
+        for path, fp in zip(existing, found, strict=True):
+            _check_same(path, fp, fingerprint)
+        if len(existing) == len(outputs):
+            log.info("%s is complete for this model and data; nothing to do", outputs[-1])
+            return None
+    return 0
+
+
+def _check_same(path: Path, found: str | None, expected: str) -> None:
+    if found != expected:
+        raise UserError(
+            f"{path} was made by another model, other data or other settings; "
+            "pass another --out, or delete it to start over"
+        )
+
+
+def _partial_path(out: str, dist) -> Path:
+    out = Path(out)
+    suffix = f".rank{dist.rank}-of-{dist.world}" if dist.world > 1 else ""
+    return out.with_name(out.name + suffix + ".partial")
+
+
+def _fingerprint(cfg: CollectConfig, model: EmbeddingModel, tokens, layers, shard) -> str:
+    """What must match for a file to be continued: model weights, data, settings."""
+    digest = hashlib.sha256()
+    weight = model.classifier()[0].detach().float().cpu().contiguous()
+    digest.update(weight.numpy().tobytes())
+    picks = np.linspace(0, tokens.shape[0] - 1, num=min(64, tokens.shape[0])).astype(int)
+    digest.update(np.ascontiguousarray(tokens[np.unique(picks)]).tobytes())
+    settings = {
+        "model": model.name,
+        "revision": cfg.revision,
+        "split": cfg.split,
+        "shape": list(tokens.shape),
+        "layers": [str(x) for x in layers],
+        "dtype": cfg.dtype,
+        "batch_size": cfg.batch_size,
+        "covariance": cfg.covariance,
+        "shard": str(shard),
+        "min_count": cfg.min_count,
+        "train_stats": _train_sha(cfg),
+    }
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _train_sha(cfg: CollectConfig) -> str | None:
+    if not cfg.train_stats:
+        return None
+    return hashlib.sha256(Path(cfg.train_stats).read_bytes()).hexdigest()
+
+
+def _metadata(cfg: CollectConfig, model: EmbeddingModel, tokens, fingerprint: str) -> dict:
+    """String metadata of the output: identity, the job's shard (all ranks merged), counts
+    and the resolved config. Nothing time-dependent, so a resumed run writes equal bytes."""
+    shard = Shard.parse(cfg.shard)
+    sequences = len(shard.rows(tokens.shape[0]))
+    # not "out": equal statistics make equal files wherever they are written
+    config = {k: v for k, v in asdict(cfg).items() if k not in ("extra", "device", "out")}
+    return {
+        "model": model.name,
+        "revision": cfg.revision or "",
+        "data": str(cfg.data),
+        "split": cfg.split,
+        "shard": str(shard),
+        "dtype": cfg.dtype,
+        "sequences": str(sequences),
+        "tokens": str(sequences * (tokens.shape[1] - 1)),
+        "fingerprint": fingerprint,
+        "config": json.dumps(config, sort_keys=True),
+    }
