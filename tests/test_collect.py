@@ -111,6 +111,7 @@ def test_layerwise_files_and_measure(data, tmp_path, capsys):
     counts, means, _ = brute(
         hidden[1][:, :-1].reshape(-1, 16).double(), ids[:, 1:].reshape(-1).numpy(), VOCAB
     )
+    assert layer1.counts.tolist() == counts.tolist()
     np.testing.assert_allclose(layer1.means.numpy(), means, rtol=1e-5, atol=1e-6)
     assert layer1.metadata["layer"] == "1"
     capsys.readouterr()
