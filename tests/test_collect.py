@@ -284,3 +284,14 @@ def test_bad_inputs(data, tmp_path, capsys):
         assert len(err) == 1 and err[0].startswith("error: "), (name, err)
     assert out.read_bytes() == before
     assert not list((tmp_path / "d2").iterdir())
+
+
+def test_bf16_model_keeps_float64_statistics(data, tmp_path):
+    model_dir = save_model(tmp_path / "model", "gpt-neo")
+    kw = {"model": str(model_dir), "data": str(data), "device": "cpu"}
+    collect(CollectConfig(**kw, out=str(tmp_path / "f32.safetensors")))
+    collect(CollectConfig(**kw, dtype="bf16", out=str(tmp_path / "bf16.safetensors")))
+    a, b = load_stats(tmp_path / "f32.safetensors"), load_stats(tmp_path / "bf16.safetensors")
+    assert b.means.dtype == torch.float64 and torch.equal(a.counts, b.counts)
+    assert not torch.equal(a.means, b.means)
+    torch.testing.assert_close(b.means, a.means, rtol=0.1, atol=0.05)

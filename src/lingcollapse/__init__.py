@@ -1,2 +1,3 @@
 """Neural collapse in (large) language models."""
+
 __version__ = "0.1.0"

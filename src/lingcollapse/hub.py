@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlparse
 
-from lingcollapse.errors import UserError
+from lingcollapse.errors import UserError, first_line
 
 T = TypeVar("T")
 
@@ -53,7 +53,7 @@ def load_pretrained(loader: Callable[..., T], source: str, what: str, **kwargs) 
         try:
             return loader(source, local_files_only=True, **kwargs)
         except (OSError, ValueError) as err:
-            raise UserError(f"cannot load {what} from {source}: {_first_line(err)}") from None
+            raise UserError(f"cannot load {what} from {source}: {first_line(err)}") from None
     try:
         return loader(source, local_files_only=True, **kwargs)  # the hub cache
     except (OSError, ValueError):
@@ -67,9 +67,4 @@ def load_pretrained(loader: Callable[..., T], source: str, what: str, **kwargs) 
     try:
         return loader(source, **kwargs)
     except (OSError, ValueError) as err:
-        raise UserError(f"cannot load {what} {source!r} from the hub: {_first_line(err)}") from None
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+        raise UserError(f"cannot load {what} {source!r} from the hub: {first_line(err)}") from None

@@ -17,11 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from lingcollapse.collect import distributed
@@ -31,7 +32,7 @@ from lingcollapse.errors import UserError
 from lingcollapse.io import atomic_path
 from lingcollapse.progress import progress
 from lingcollapse.stats.classes import ClassAccumulator, ClassStats
-from lingcollapse.stats.files import load_stats, save_stats
+from lingcollapse.stats.files import load_meta, load_stats, save_stats
 from lingcollapse.stats.validation import ValidationAccumulator, ValidationStats
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,6 @@ class CollectConfig:
     covariance: bool = False
     device: str = "auto"
     trust_remote_code: bool = False
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.split not in ("train", "validation"):
@@ -240,8 +240,6 @@ def _resume(partial: Path, fingerprint: str, accs: dict, outputs: list[Path]) ->
     if partial.is_file():
         try:
             tensors = load_file(str(partial))
-            from safetensors import safe_open
-
             with safe_open(str(partial), framework="pt") as f:
                 meta = f.metadata() or {}
         except Exception:
@@ -258,8 +256,6 @@ def _resume(partial: Path, fingerprint: str, accs: dict, outputs: list[Path]) ->
         return cursor
     existing = [p for p in outputs if p.is_file()]
     if existing:
-        from lingcollapse.stats.files import load_meta
-
         found = [load_meta(p).get("fingerprint") for p in existing]
         for path, fp in zip(existing, found, strict=True):
             _check_same(path, fp, fingerprint)
@@ -286,8 +282,9 @@ def _partial_path(out: str, dist) -> Path:
 def _fingerprint(cfg: CollectConfig, model: EmbeddingModel, tokens, layers, shard) -> str:
     """What must match for a file to be continued: model weights, data, settings."""
     digest = hashlib.sha256()
-    weight = model.classifier()[0].detach().float().cpu().contiguous()
-    digest.update(weight.numpy().tobytes())
+    weight = model.classifier()[0].detach()  # (V, d): rows spread over the vocabulary
+    picks = torch.linspace(0, weight.shape[0] - 1, min(256, weight.shape[0])).long()
+    digest.update(weight[picks.to(weight.device)].float().cpu().numpy().tobytes())
     picks = np.linspace(0, tokens.shape[0] - 1, num=min(64, tokens.shape[0])).astype(int)
     digest.update(np.ascontiguousarray(tokens[np.unique(picks)]).tobytes())
     settings = {
@@ -319,7 +316,7 @@ def _metadata(cfg: CollectConfig, model: EmbeddingModel, tokens, fingerprint: st
     shard = Shard.parse(cfg.shard)
     sequences = len(shard.rows(tokens.shape[0]))
     # not "out": equal statistics make equal files wherever they are written
-    config = {k: v for k, v in asdict(cfg).items() if k not in ("extra", "device", "out")}
+    config = {k: v for k, v in asdict(cfg).items() if k not in ("device", "out")}
     return {
         "model": model.name,
         "revision": cfg.revision or "",

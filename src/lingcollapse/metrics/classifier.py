@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lingcollapse.errors import UserError
+from lingcollapse.errors import UserError, first_line
 
 
 def load_classifier(source: str | os.PathLike) -> tuple[Tensor, Tensor | None]:
@@ -33,8 +33,7 @@ def _from_safetensors(path: Path) -> tuple[Tensor, Tensor | None]:
         tensors = load_file(str(path))
     except Exception as err:
         raise UserError(
-            f"cannot read classifier {path}: garbled or truncated safetensors "
-            f"({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+            f"cannot read classifier {path}: garbled or truncated safetensors ({first_line(err)})"
         ) from None
     if "weight" not in tensors:
         raise UserError(

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import torch
 from torch import Tensor
 
@@ -19,6 +19,9 @@ from lingcollapse.metrics.conventions import Convention
 from lingcollapse.metrics.pairwise import DEFAULT_TILE, pairwise_metrics
 from lingcollapse.stats.classes import ClassStats
 from lingcollapse.stats.validation import ValidationStats, means_sha256
+
+if TYPE_CHECKING:  # pandas costs a quarter second to import: only when a table is made
+    import pandas as pd
 
 
 @dataclass
@@ -239,6 +242,8 @@ def class_table(
     tokens: list[str] | None,
 ) -> pd.DataFrame:
     """The per-class table of DESIGN §3 (what the paper's Tables 4–5 read from)."""
+    import pandas as pd
+
     ids = g.kept.cpu()
     nan = torch.full((ids.numel(),), math.nan, dtype=torch.float64)
     table = {

@@ -18,7 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from lingcollapse.errors import UserError
+from lingcollapse.errors import UserError, first_line
 from lingcollapse.io import atomic_path
 from lingcollapse.stats.classes import ClassStats
 from lingcollapse.stats.validation import VALIDATION_KEYS, ValidationStats
@@ -108,15 +108,10 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
             tensors = {key: f.get_tensor(key) for key in f.keys()}
     except Exception as err:  # safetensors raises several types for bad bytes
         raise UserError(
-            f"cannot read {path}: garbled or truncated safetensors file ({_first_line(err)}); "
+            f"cannot read {path}: garbled or truncated safetensors file ({first_line(err)}); "
             "re-create it with `lingcollapse collect` or `lingcollapse stats merge`"
         ) from None
     return tensors, meta
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 def _check_schema(path: Path, tensors: dict, schema: dict) -> None:
@@ -201,7 +196,7 @@ def load_meta(path: str | os.PathLike) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
     except Exception as err:
-        raise UserError(f"cannot read {path}: {_first_line(err)}") from None
+        raise UserError(f"cannot read {path}: {first_line(err)}") from None
 
 
 def _merged_metadata(metas: list[dict[str, str]]) -> dict[str, str]:

@@ -1,0 +1,132 @@
+"""Train-split collection against the bare model body's forward pass, as whole processes.
+
+    python benchmarks/bench_collect.py                 # 1×64 and 2×768, V = 50,257
+    python benchmarks/bench_collect.py --seq-len 128 --sequences 64   # a quicker look
+
+For each model (the paper's GPT-Neo architecture, Table 2, random weights) both sides
+run in a fresh process over the same packed batches: `lingcollapse collect` (load,
+forward, statistics, checkpoints, file) and a bare loop of ``model.base_model(ids)``
+under inference mode (load, forward). Goal (issue 4): collect within 5% of the bare
+forward. The authors' pipeline made two passes over the train set (means, then
+variances) with a dense one-hot product per batch; collection here is one pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+VOCAB = 50257
+
+
+def build(width: int, depth: int, path: Path) -> None:
+    from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+    config = GPTNeoConfig(
+        vocab_size=VOCAB,
+        hidden_size=width,
+        num_layers=depth,
+        num_heads=16,
+        attention_types=[[["global", "local"], max(depth // 2, 1)]]
+        if depth > 1
+        else [[["global"], 1]],
+        window_size=256,
+        activation_function="gelu_new",
+        embed_dropout=0.0,
+        attention_dropout=0.0,
+        resid_dropout=0.0,
+        max_position_embeddings=2048,
+        bos_token_id=50256,
+        eos_token_id=50256,
+    )
+    torch.manual_seed(0)
+    GPTNeoForCausalLM(config).save_pretrained(path)
+
+
+def make_data(path: Path, sequences: int, seq_len: int) -> None:
+    rng = np.random.default_rng(0)
+    zipf = 1.0 / np.arange(1, VOCAB + 1)
+    tokens = rng.choice(VOCAB, size=(sequences, seq_len), p=zipf / zipf.sum())
+    path.mkdir(parents=True, exist_ok=True)
+    np.save(path / "train.npy", tokens.astype(np.int32))
+
+
+BARE = """
+import sys, numpy as np, torch
+from transformers import AutoModelForCausalLM
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1]).eval()
+tokens = np.load(sys.argv[2] + "/train.npy", mmap_mode="r")
+batch = int(sys.argv[3])
+with torch.inference_mode():
+    for start in range(0, tokens.shape[0], batch):
+        ids = torch.from_numpy(np.asarray(tokens[start:start + batch]).astype(np.int64))
+        model.base_model(input_ids=ids, use_cache=False).last_hidden_state
+"""
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--sequences", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--models", default="1x64,2x768")
+    p.add_argument("--repeats", type=int, default=2)
+    args = p.parse_args()
+    bin_dir = Path(sys.executable).parent
+    print(
+        f"V={VOCAB:,} T={args.seq_len} S={args.sequences} batch={args.batch_size} "
+        f"threads={torch.get_num_threads()}"
+    )
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        make_data(data, args.sequences, args.seq_len)
+        for spec in args.models.split(","):
+            depth, width = (int(x) for x in spec.split("x"))
+            model = Path(tmp) / spec
+            build(width, depth, model)
+            bare = [sys.executable, "-c", BARE, str(model), str(data), str(args.batch_size)]
+            ours = [
+                str(bin_dir / "lingcollapse"),
+                "collect",
+                str(model),
+                "--data",
+                str(data),
+                "--out",
+                str(Path(tmp) / f"{spec}.safetensors"),
+                "--device",
+                "cpu",
+                "--batch-size",
+                str(args.batch_size),
+            ]
+            times = {"bare": [], "collect": []}
+            for _ in range(args.repeats):  # interleaved, best of each
+                times["bare"].append(timed(bare))
+                Path(tmp, f"{spec}.safetensors").unlink(missing_ok=True)
+                times["collect"].append(timed(ours))
+            b, c = min(times["bare"]), min(times["collect"])
+            tokens = args.sequences * args.seq_len
+            results[spec] = {"bare_s": b, "collect_s": c, "overhead": c / b - 1}
+            print(
+                f"  {depth}x{width:<5} bare forward {b:7.2f} s ({tokens / b:,.0f} tok/s)   "
+                f"collect {c:7.2f} s ({tokens / c:,.0f} tok/s)   overhead {c / b - 1:+.1%}"
+            )
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
