@@ -1,7 +1,7 @@
 """Train-split collection against the bare model body's forward pass, as whole processes.
 
     python benchmarks/bench_collect.py                 # 1×64 and 2×768, V = 50,257
-    python benchmarks/bench_collect.py --seq-len 128 --sequences 64   # a quicker look
+    python benchmarks/bench_collect.py --sequences 64 --repeats 1      # a quicker look
 
 For each model (the paper's GPT-Neo architecture, Table 2, random weights) both sides
 run in a fresh process over the same packed batches: `lingcollapse collect` (load,
@@ -81,7 +81,7 @@ def timed(cmd: list[str]) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--sequences", type=int, default=256)
+    p.add_argument("--sequences", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--models", default="1x64,2x768")
     p.add_argument("--repeats", type=int, default=2)
