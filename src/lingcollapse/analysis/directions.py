@@ -1,0 +1,76 @@
+"""Which columns are metrics, which way is collapse, and how figures label them.
+
+The ↑/↓ table itself lives in :mod:`lingcollapse.metrics.names` (``DIRECTION``), written
+with the metrics; it is re-exported here so that analysis, figures and report read the
+same single table. This module adds what only the analysis needs: the identity columns
+of a results table, which columns count as metrics, and axis labels with the paper's
+equation numbers.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lingcollapse.metrics.names import ARROW, DIRECTION, METRICS, arrow
+
+__all__ = [
+    "ARROW",
+    "DIRECTION",
+    "IDENTITY",
+    "LABELS",
+    "METRICS",
+    "arrow",
+    "is_metric",
+    "label",
+]
+
+# One row per model in a results table (DESIGN §5).
+IDENTITY = ("model", "width", "depth", "n_params", "epochs", "weight_decay", "seed")
+
+# Columns that a metric-like name pattern would catch but that are not properties.
+_NOT_METRICS = {"n_classes", "n_samples", "dim", "n_degenerate_pairs", "cdnv_power", "min_count"}
+# Future or user-added NC columns (nc1_…, gnc2_…, unc3_…) are analysed too.
+_NC_PATTERN = re.compile(r"^(g|u)?nc\d+_")
+
+# Axis labels: the paper's names and equation numbers (§3.4–3.7).
+LABELS = {
+    "nc1_cdnv": "NC1: CDNV (Eq. 4)",
+    "nc1_covariance_ratio": "NC1: tr(Σ_W Σ_B⁺)/C",
+    "nc1_quotient": "NC1: tr(Σ_W)/tr(Σ_B)",
+    "nc2_norm_mean": "mean log-norm of class means (Eq. 5)",
+    "nc2_norm_std": "std of log-norms (Eq. 5)",
+    "nc2_equinorm_cov": "NC2 equinorm: CoV log-norms (Eq. 5)",
+    "nc2_interference_mean": "mean interference (Eq. 6)",
+    "nc2_interference_std": "std of interference (Eq. 6)",
+    "nc2_equiangular_cov": "NC2 equiangular: CoV interference (Eq. 6)",
+    "nc2_etf_error": "NC2: distance to simplex ETF",
+    "gnc2_logkernel_mean": "mean log-kernel distance (Eq. 7)",
+    "gnc2_logkernel_std": "std of log-kernel (Eq. 7)",
+    "gnc2_uniformity_cov": "GNC2 uniformity: CoV log-kernel (Eq. 7)",
+    "nc3_duality_mean": "NC3 self-duality: mean cos (Eq. 8)",
+    "nc3_duality_std": "std of duality cosines (Eq. 8)",
+    "unc3_duality_cov": "UNC3 uniform duality: CoV (Eq. 8)",
+    "nc3_distance_mean": "NC3: mean ‖ŵ − ẑ‖ (Eq. 11)",
+    "nc3_dot_mean": "mean ⟨w_c, μ_c − μ̄⟩",
+    "nc3_dot_std": "std ⟨w_c, μ_c − μ̄⟩",
+    "nc4_agreement": "NC4: classifier agreement (Eq. 10)",
+    "val_loss": "validation loss (cross-entropy)",
+    "val_ppl": "validation perplexity",
+    "val_acc": "validation accuracy",
+    "width": "width d",
+    "depth": "depth L",
+}
+
+
+def is_metric(name: str) -> bool:
+    """A column that ``analyze`` correlates: a §3 name, or an NC-style name."""
+    if name in IDENTITY or name in _NOT_METRICS:
+        return False
+    return name in METRICS or bool(_NC_PATTERN.match(name))
+
+
+def label(name: str) -> str:
+    """Axis label with the paper's equation and the direction of collapse."""
+    text = LABELS.get(name, name)
+    mark = arrow(name).strip()
+    return f"{text} {mark}" if mark and name in METRICS and not name.startswith("val_") else text

@@ -1,0 +1,162 @@
+"""One results table from run dirs and tables (DESIGN §2, §5).
+
+A row per model: identity columns ``model, width, depth, n_params, epochs,
+weight_decay, seed``, then the §3 metric names. Inputs may be
+
+- a CSV or Parquet table with those column names (made here or elsewhere; the
+  authors' published layout is recognised and converted, see :mod:`.published`);
+- a run dir holding ``metrics.json`` (identity read from it first, then from the
+  run's ``config.json``);
+- an analyze/sweep output dir holding ``results.csv``;
+- any other dir: every run dir below it (a sweep root).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lingcollapse.analysis import published
+from lingcollapse.analysis.directions import IDENTITY
+from lingcollapse.errors import UserError
+
+log = logging.getLogger(__name__)
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+@dataclass
+class Gathered:
+    table: pd.DataFrame
+    configs: dict[str, dict] = field(default_factory=dict)  # model → its config.json
+    notes: list[str] = field(default_factory=list)
+
+
+def gather(paths: list[Path], published_paths: tuple[Path, ...] = ()) -> Gathered:
+    """Read every input into one table (identity columns first)."""
+    out = Gathered(pd.DataFrame())
+    frames = [published.load_published(p) for p in published_paths]
+    for path in paths:
+        frames.extend(_read_input(Path(path), out))
+    if not frames:
+        raise UserError("no inputs: give result tables, run dirs, or --published CSV")
+    table = pd.concat(frames, ignore_index=True, sort=False)
+    out.table = _tidy(table, out.notes)
+    return out
+
+
+def _read_input(path: Path, out: Gathered) -> list[pd.DataFrame]:
+    if path.is_file():
+        return [read_table(path, out.notes)]
+    if not path.is_dir():
+        raise UserError(f"{path} does not exist (give a results table or a run dir)")
+    if (path / "metrics.json").is_file():
+        return [_read_run(path, out)]
+    if (path / "results.csv").is_file():
+        return [read_table(path / "results.csv", out.notes)]
+    runs = sorted(p.parent for p in path.rglob("metrics.json"))
+    if not runs:
+        raise UserError(f"{path} holds no metrics.json or results.csv; run `measure` first")
+    return [_read_run(run, out) for run in runs]
+
+
+def read_table(path: Path, notes: list[str]) -> pd.DataFrame:
+    """A CSV or Parquet results table; the published layout is converted."""
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise UserError(f"{path}: unknown table format {suffix!r} (use .csv or .parquet)")
+    try:
+        df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    except Exception as err:  # parser errors name the file, not the fix
+        raise UserError(f"cannot read {path}: {str(err).splitlines()[0]}") from None
+    df = df.drop(columns=[c for c in df.columns if str(c).startswith("Unnamed")])
+    if published.is_published(df.columns):
+        notes.append(f"{path.name}: the authors' published layout, converted to §3 names")
+        return published.convert(df)
+    if "model" not in df.columns:
+        df.insert(0, "model", [f"{path.stem}[{i}]" for i in range(len(df))])
+        notes.append(f"{path.name} has no 'model' column; rows are named by their index")
+    return df
+
+
+def _read_run(run: Path, out: Gathered) -> pd.DataFrame:
+    """One row from ``run/metrics.json``; identity missing there comes from config.json."""
+    metrics = _load_json(run / "metrics.json")
+    config = _load_json(run / "config.json") if (run / "config.json").is_file() else {}
+    row = {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
+    flat = _flatten(config)
+    for key in IDENTITY:
+        if row.get(key) is None and flat.get(key) is not None:
+            row[key] = flat[key]
+    row.setdefault("model", run.name)
+    if config:
+        out.configs[str(row["model"])] = config
+    return pd.DataFrame([row])
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold one JSON object")
+    return data
+
+
+def _flatten(config: dict) -> dict:
+    """Top-level keys, then scalars one level down (configs nest model/training)."""
+    flat = {k: v for k, v in config.items() if not isinstance(v, dict | list)}
+    for value in config.values():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(v, dict | list):
+                    flat.setdefault(k, v)
+    return flat
+
+
+def _tidy(table: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Identity columns first, exact duplicate rows dropped, numeric columns as numbers."""
+    for col in IDENTITY:
+        if col not in table.columns:
+            table[col] = np.nan if col != "model" else ""
+    table["model"] = table["model"].astype(str)
+    before = len(table)
+    table = table.drop_duplicates(ignore_index=True)
+    if len(table) < before:
+        notes.append(f"dropped {before - len(table)} duplicate row(s)")
+    dup = table["model"][table["model"].duplicated()].unique()
+    if len(dup):
+        notes.append(f"model name(s) seen more than once: {', '.join(map(str, dup[:5]))}")
+    rest = [c for c in table.columns if c not in IDENTITY]
+    return table[list(IDENTITY) + rest]
+
+
+def numeric_column(table: pd.DataFrame, column: str) -> np.ndarray:
+    """A column as float64; a cell that is not a number is a user error naming it."""
+    values = table[column]
+    if pd.api.types.is_numeric_dtype(values):
+        return values.to_numpy(dtype=float)
+    converted = pd.to_numeric(values, errors="coerce")
+    bad = converted.isna() & values.notna() & (values.astype(str).str.strip() != "")
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise UserError(
+            f"column {column!r}, row {i + 1} (model {table['model'].iloc[i]!r}): "
+            f"{values.iloc[i]!r} is not a number"
+        )
+    return converted.to_numpy(dtype=float)
+
+
+def write_results(table: pd.DataFrame, out: Path) -> None:
+    """results.csv and results.parquet, each written atomically."""
+    from lingcollapse.io import atomic_path
+
+    with atomic_path(out / "results.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(out / "results.parquet") as tmp:
+        table.to_parquet(tmp, index=False)
