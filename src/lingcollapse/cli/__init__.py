@@ -20,6 +20,9 @@ COMMANDS = [
     "lingcollapse.cli.collect",
     "lingcollapse.cli.stats",
     "lingcollapse.cli.measure",
+    "lingcollapse.cli.analyze",
+    "lingcollapse.cli.inspect",
+    "lingcollapse.cli.report",
 ]
 
 

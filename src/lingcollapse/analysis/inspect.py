@@ -1,0 +1,197 @@
+"""Per-token inspection of a measured run (paper Appendix Q, Tables 4–5).
+
+Reads ``RUN/classes.parquet`` (one row per class, DESIGN §3) and shows chosen tokens
+next to the average token. For a single token it also lists the tokens that interfere
+with it most (largest cosine of centred means, Eq. 6) and the most separated ones
+(smallest cosine), from the class means in ``RUN/stats/train.safetensors``. That is one
+row of the C×C interference matrix, computed as one (C, d)·(d,) product, never C×C.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lingcollapse.errors import UserError
+
+COLUMNS = (
+    "token_id",
+    "token",
+    "count",
+    "sigma2",
+    "log_norm",
+    "cdnv_mean",
+    "interference_mean",
+    "logkernel_mean",
+    "duality_cos",
+    "dot",
+    "val_count",
+    "agreement_rate",
+)
+AVERAGE = "(avg)"
+
+
+def load_classes(run: Path) -> pd.DataFrame:
+    """The run's per-class table, with the columns of DESIGN §3 that it has."""
+    path = Path(run) / "classes.parquet"
+    if not path.is_file():
+        raise UserError(f"{path} not found; run `lingcollapse measure` on this run first")
+    classes = pd.read_parquet(path)
+    if "token_id" not in classes.columns:
+        raise UserError(f"{path} has no token_id column; is it a classes table from measure?")
+    if "token" not in classes.columns:
+        classes["token"] = None
+    return classes.reset_index(drop=True)
+
+
+def _texts(classes: pd.DataFrame) -> pd.Series:
+    return classes["token"].astype("string").fillna("")
+
+
+def find_tokens(classes: pd.DataFrame, words: list[str]) -> pd.DataFrame:
+    """Rows whose decoded text is a word, with or without a leading space (BPE ' bank').
+
+    A word that matches no text but is an integer is taken as a token id. Unknown words
+    are one error listing close matches.
+    """
+    texts = _texts(classes)
+    stripped = texts.str.lstrip(" Ġ▁")  # spaces as decoded, GPT-2 Ġ, SentencePiece ▁
+    picked, unknown = [], []
+    for word in words:
+        hit = (texts == word) | (stripped == word.lstrip(" "))
+        if not hit.any() and word.strip().lstrip("-").isdigit():
+            hit = classes["token_id"] == int(word)
+        if hit.any():
+            picked.extend(np.flatnonzero(hit.to_numpy()).tolist())
+        else:
+            unknown.append(word)
+    if unknown:
+        raise UserError(_unknown_message(unknown, stripped))
+    return classes.iloc[list(dict.fromkeys(picked))]
+
+
+def _unknown_message(unknown: list[str], stripped: pd.Series) -> str:
+    choices = sorted(set(stripped.dropna().tolist()))
+    parts = []
+    for word in unknown:
+        close = difflib.get_close_matches(word.strip(), choices, n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+        parts.append(f"{word!r}{hint}")
+    return f"token(s) not among the measured classes: {'; '.join(parts)}"
+
+
+def extremes(classes: pd.DataFrame, column: str, k: int, largest: bool) -> pd.DataFrame:
+    """The k classes with the largest (or smallest) value of a column."""
+    if column not in classes.columns:
+        numeric = [c for c in classes.columns if pd.api.types.is_numeric_dtype(classes[c])]
+        raise UserError(f"no column {column!r} in classes.parquet; use one of {', '.join(numeric)}")
+    if not pd.api.types.is_numeric_dtype(classes[column]):
+        raise UserError(f"column {column!r} is not numeric; it cannot rank tokens")
+    if k < 1:
+        raise UserError(f"--top/--bottom must be positive, not {k}")
+    ranked = classes.dropna(subset=[column])
+    return ranked.nlargest(k, column) if largest else ranked.nsmallest(k, column)
+
+
+def average_row(classes: pd.DataFrame) -> pd.Series:
+    """The average token: the unweighted mean over classes of every numeric column."""
+    means = classes.select_dtypes("number").mean().drop("token_id", errors="ignore")
+    return pd.Series({"token_id": AVERAGE, "token": AVERAGE, **means.to_dict()}, dtype=object)
+
+
+@dataclass
+class Neighbours:
+    interfering: pd.DataFrame  # largest cosine first
+    separated: pd.DataFrame  # smallest cosine first
+
+
+def neighbours(run: Path, token_id: int, classes: pd.DataFrame, k: int = 10) -> Neighbours:
+    """Most interfering and most separated classes of one token (Eq. 6; Eq. 4 beside).
+
+    Classes are those with a train count ≥ ``min_count`` (from ``metrics.json``, else 1),
+    centred on the unweighted mean of their means (Eq. 2). Raises FileNotFoundError when
+    the stats file is missing.
+    """
+    counts, means = _load_means(Path(run) / "stats" / "train.safetensors")
+    setting = _setting(Path(run))
+    kept = np.flatnonzero(counts >= max(1, setting.get("min_count", 1)))
+    where = np.flatnonzero(kept == token_id)
+    if where.size == 0:
+        raise UserError(f"token id {token_id} has no train samples in the stats file")
+    mu = means[kept]  # (C, d)
+    z = mu - mu.mean(axis=0)  # (C, d), Eq. 2 centring
+    norms = np.linalg.norm(z, axis=1)  # (C,)
+    c = int(where[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = (z @ z[c]) / (norms * norms[c])  # (C,): one row of Eq. 6
+    dist = np.linalg.norm(mu - mu[c], axis=1)  # (C,) ‖μ_c − μ_c'‖
+    table = pd.DataFrame({"token_id": kept, "interference": cos, "distance": dist})
+    table = table.drop(index=c)
+    table = _with_cdnv(table, classes, token_id, float(setting.get("cdnv_power", 2.0)))
+    table = table.dropna(subset=["interference"])
+    return Neighbours(
+        table.nlargest(k, "interference").reset_index(drop=True),
+        table.nsmallest(k, "interference").reset_index(drop=True),
+    )
+
+
+def _with_cdnv(table: pd.DataFrame, classes: pd.DataFrame, token_id: int, k: float):
+    """Token text and the pair CDNV (σ_c² + σ_c'²) / (2‖μ_c − μ_c'‖^(2+k)) (Eq. 4)."""
+    info = classes.set_index("token_id")
+    table["token"] = table["token_id"].map(info["token"]) if "token" in info else None
+    if "sigma2" in info:
+        s2 = table["token_id"].map(info["sigma2"]).to_numpy(float)
+        own = float(info["sigma2"].get(token_id, math.nan))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            table["cdnv"] = (s2 + own) / (2 * table["distance"].to_numpy() ** (2 + k))
+    return table[
+        ["token_id", "token", *[c for c in table.columns if c not in ("token_id", "token")]]
+    ]
+
+
+def _load_means(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        names = set(f.keys())
+        if not {"counts", "means"} <= names:
+            raise UserError(f"{path} lacks 'counts' or 'means'; is it a train stats file?")
+        return f.get_tensor("counts"), f.get_tensor("means").astype(np.float64)
+
+
+def _setting(run: Path) -> dict:
+    """min_count and cdnv_power used by measure (from metrics.json), if recorded."""
+    path = run / "metrics.json"
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        data = {}
+    return {k: data[k] for k in ("min_count", "cdnv_power") if isinstance(data.get(k), int | float)}
+
+
+def format_table(rows: pd.DataFrame) -> str:
+    """Fixed-width text; token texts quoted so leading spaces show."""
+    shown = rows.copy()
+    if "token" in shown.columns:
+        shown["token"] = [
+            t if t == AVERAGE or t is None or (isinstance(t, float) and math.isnan(t)) else repr(t)
+            for t in shown["token"]
+        ]
+    fmt = {c: _fmt for c in shown.columns if c not in ("token", "token_id")}
+    return shown.to_string(index=False, formatters=fmt, na_rep="-")
+
+
+def _fmt(x) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if isinstance(x, int | np.integer):
+        return f"{x:,}"
+    return f"{x:.6g}" if 1e-3 <= abs(x) < 1e6 or x == 0 else f"{x:.4e}"

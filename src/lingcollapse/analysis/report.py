@@ -1,0 +1,316 @@
+"""One self-contained static HTML page for an analyze/sweep/demo output dir.
+
+Everything is inline (figures as base64 PNG, CSS in a <style>), so the page opens
+offline and can be mailed as one file. Reads ``results.csv`` and
+``correlations.json``, draws ``figures/`` when missing, and lists run configs from
+``configs.json`` (written by ``analyze``) or from run dirs below DIR.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from lingcollapse.analysis.directions import IDENTITY, METRICS, arrow, is_metric
+from lingcollapse.analysis.summary import ALPHA, significant
+from lingcollapse.errors import UserError
+from lingcollapse.io import write_text
+
+# Order and captions of the figures on the page (paper numbering).
+SECTIONS = (
+    (
+        "fig1_headline",
+        "Figure 1 — the four headline properties against validation loss: NC1 "
+        "(CDNV, Eq. 4), GNC2 (hyperspherical uniformity, Eq. 7), UNC3 (uniform duality, Eq. 8) and "
+        "NC4 (classifier agreement, Eq. 10). One point per model, coloured by size.",
+    ),
+    (
+        "fig2_nc2",
+        "Figure 2 — equinormness (Eq. 5), equiangularity (Eq. 6) and hyperspherical "
+        "uniformity (Eq. 7) against validation loss.",
+    ),
+    (
+        "fig3_nc3",
+        "Figure 3 — self-duality (NC3, Eq. 8) and uniform duality (UNC3) against validation loss.",
+    ),
+    (
+        "seeds",
+        "Table 1's setting — one architecture trained with many data-shuffling seeds: "
+        "what remains of each correlation when scale is held fixed.",
+    ),
+)
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#1d2330;
+background:#f6f7f9;line-height:1.45}
+main{max-width:1320px;margin:0 auto;padding:24px 32px 64px}
+h1{font-size:26px;margin:8px 0 4px}h2{font-size:19px;margin:36px 0 10px;border-bottom:2px solid
+#dde1e8;padding-bottom:4px}
+.sub{color:#5a6475;margin:0 0 16px}.card{background:#fff;border:1px solid #e1e5ec;border-radius:8px;
+padding:14px 18px;margin:12px 0}
+table{border-collapse:collapse;font-size:13px;background:#fff}th,td{padding:4px 10px;
+border-bottom:1px solid #eceff4;text-align:right;white-space:nowrap}
+th{background:#eef1f6;position:sticky;top:0}td.l,th.l{text-align:left}
+tr.sig td{background:#eaf6ec}.scroll{max-height:520px;overflow:auto;border:1px solid #e1e5ec;
+border-radius:6px}
+figure{margin:10px 0 26px}figure img{max-width:100%;background:#fff;border:1px solid #e1e5ec;
+border-radius:6px}figcaption{color:#4a5365;font-size:13px;margin-top:4px}
+code{background:#eef1f6;padding:1px 4px;border-radius:3px}details summary{cursor:pointer;
+font-weight:600;margin:8px 0}pre{background:#fff;border:1px solid #e1e5ec;padding:8px;
+font-size:12px;overflow:auto}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:6px 28px}.muted{color:#7a8496}
+"""
+
+
+def write_report(directory: Path) -> Path:
+    """Write ``DIR/report.html`` atomically and return its path."""
+    directory = Path(directory)
+    results = _results(directory)
+    corr = _correlations(directory, results)
+    figures = _figures(directory, results, corr.get("target", "val_loss"))
+    page = _page(directory, results, corr, figures, _configs(directory))
+    out = directory / "report.html"
+    write_text(out, page)
+    return out
+
+
+def _results(directory: Path) -> pd.DataFrame:
+    path = directory / "results.csv"
+    if not path.is_file():
+        raise UserError(
+            f"{path} not found: give the --out dir of `lingcollapse analyze` (or a sweep/demo dir)"
+        )
+    return pd.read_csv(path)
+
+
+def _correlations(directory: Path, results: pd.DataFrame) -> dict:
+    path = directory / "correlations.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except ValueError as err:
+            raise UserError(f"cannot read {path}: {err}") from None
+    from lingcollapse.analysis.correlation import correlate
+
+    return correlate(results).as_json()  # defaults of analyze: val_loss, 10⁴, seed 0
+
+
+def _figures(directory: Path, results: pd.DataFrame, target: str) -> list[Path]:
+    fig_dir = directory / "figures"
+    pngs = sorted(fig_dir.glob("*.png")) if fig_dir.is_dir() else []
+    if not pngs:
+        from lingcollapse.analysis.figures import make_figures
+
+        make_figures(results, fig_dir, target)
+        pngs = sorted(fig_dir.glob("*.png"))
+    return pngs
+
+
+def _configs(directory: Path) -> dict[str, dict]:
+    path = directory / "configs.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            return {}
+    configs = {}
+    for metrics in sorted(directory.glob("**/metrics.json")):
+        cfg = metrics.parent / "config.json"
+        if cfg.is_file() and len(metrics.relative_to(directory).parts) <= 4:
+            try:
+                configs[str(metrics.parent.relative_to(directory))] = json.loads(cfg.read_text())
+            except ValueError:
+                continue
+    return configs
+
+
+def _page(directory, results, corr, figures, configs) -> str:
+    target = corr.get("target", "val_loss")
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>",
+        f"<title>lingcollapse report — {html.escape(directory.name)}</title>",
+        f"<style>{CSS}</style></head><body><main>",
+        "<h1>Neural collapse and generalization</h1>",
+        f"<p class='sub'>{len(results)} models · target <code>{html.escape(target)}</code> · "
+        f"source <code>{html.escape(str(directory))}</code></p>",
+        _header(),
+        "<h2>Correlation with generalization (§3.8, Table 1)</h2>",
+        _correlation_table(corr),
+        _seed_section(results, target),
+        "<h2>Figures</h2>",
+        _figure_html(figures),
+        "<h2>Results (one row per model)</h2>",
+        _results_table(results),
+        _configs_html(configs),
+        "<p class='muted'>Made by <code>lingcollapse report</code>; self-contained, no "
+        "external resources.</p></main></body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _header() -> str:
+    return (
+        "<div class='card'><p>Each model's last-layer context embeddings are grouped by the "
+        "next token (the class). <b>NC1</b>: within-class variability shrinks relative to "
+        "class-mean distances (CDNV, Eq. 4). <b>NC2</b>: centred class means become equinorm "
+        "(Eq. 5) and equiangular (Eq. 6); <b>GNC2</b> relaxes this to hyperspherical "
+        "uniformity (log inverse-distance kernel, Eq. 7). <b>NC3</b>: classifier rows align "
+        "with centred class means (cosine, Eq. 8); <b>UNC3</b>: they align <i>uniformly</i> (low "
+        "CoV). <b>NC4</b>: the linear classifier agrees with the nearest-class-centre "
+        "classifier (Eq. 10). CoV = std / mean (signed, §3.3).</p>"
+        "<p><b>↓ / ↑</b>: smaller / larger values mean more collapse. <b>R²</b> is the squared "
+        "Pearson correlation with the target across models; <b>p</b> is a two-sided "
+        "permutation test of Pearson's r (rows with p &lt; "
+        f"{ALPHA} are shaded).</p></div>"
+    )
+
+
+def _num(x, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    if isinstance(x, int) and not isinstance(x, bool):
+        return f"{x:,}"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.3e}"
+    return html.escape(str(x))
+
+
+def _pvalue(p) -> str:
+    return "–" if p is None or not math.isfinite(p) else f"{p:.4f}"
+
+
+def _correlation_table(corr: dict) -> str:
+    head = (
+        "<tr><th class='l'>metric</th><th>↑/↓</th><th>R²</th><th>Pearson r</th><th>p</th>"
+        f"<th>p &lt; {ALPHA}</th><th class='l'>what it measures</th></tr>"
+    )
+    rows = []
+    for name, c in corr.get("metrics", {}).items():
+        p = c.get("p_value")
+        sig = significant(p if p is not None else math.nan)
+        verdict = "yes" if sig else "no" if p is not None else "–"
+        cells = [
+            f"<td class='l'><code>{html.escape(name)}</code></td>",
+            f"<td>{arrow(name)}</td>",
+            f"<td>{_num(c.get('r2'), 6)}</td>",
+            f"<td>{_num(c.get('pearson_r'), 3)}</td>",
+            f"<td>{_pvalue(p)}</td>",
+            f"<td>{verdict}</td>",
+            f"<td class='l'>{html.escape(METRICS.get(name, (0, ''))[1])}</td>",
+        ]
+        rows.append(f"<tr class='{'sig' if sig else ''}'>{''.join(cells)}</tr>")
+    n = corr.get("n_models", "?")
+    return (
+        f"<p class='sub'>{n} models, target <code>{html.escape(str(corr.get('target')))}</code>."
+        f"</p><table>{head}{''.join(rows)}</table>"
+    )
+
+
+def _seed_section(results: pd.DataFrame, target: str) -> str:
+    """Table 1's question for the largest many-seed group: does NC track generalization
+    when scale is held fixed? (10⁴ permutations, seed 0.)"""
+    from lingcollapse.analysis.correlation import correlate
+    from lingcollapse.analysis.figures import seed_groups
+
+    groups = seed_groups(results)
+    if not groups or target not in results.columns:
+        return ""
+    group = groups[0]
+    try:
+        corr = correlate(group, target, permutations=10_000, seed=0)
+    except UserError:
+        return ""
+    first = group.iloc[0]
+    what = ", ".join(
+        f"{k} {first[k]:g}"
+        for k in ("width", "depth", "epochs", "weight_decay")
+        if k in group.columns
+    )
+    return (
+        f"<h3>Fixed architecture, {len(group)} seeds ({html.escape(what)})</h3>"
+        "<p class='sub'>The setting of the paper's Table 1: only the data-shuffling seed "
+        "varies, so these correlations are not explained by model scale.</p>"
+        + _correlation_table(corr.as_json())
+    )
+
+
+def _figure_html(figures: list[Path]) -> str:
+    if not figures:
+        return "<p class='muted'>No figure could be drawn from this table.</p>"
+    by_stem = {p.stem: p for p in figures}
+    out = []
+    for stem, caption in SECTIONS:
+        if stem in by_stem:
+            out.append(_img(by_stem.pop(stem), caption))
+    scaling = [p for s, p in by_stem.items() if s.startswith("scaling_")]
+    if scaling:
+        out.append(
+            "<details open><summary>Scaling with width and depth (Appendices E–P): one panel "
+            "per epoch count, one row per weight decay</summary><div class='grid'>"
+        )
+        out.extend(_img(p, _scaling_caption(p.stem)) for p in scaling)
+        out.append("</div></details>")
+    rest = [p for s, p in by_stem.items() if not s.startswith("scaling_")]
+    out.extend(_img(p, p.stem) for p in rest)
+    return "\n".join(out)
+
+
+def _scaling_caption(stem: str) -> str:
+    metric, _, along = stem.removeprefix("scaling_").rpartition("_vs_")
+    other = "depth" if along == "width" else "width"
+    return (
+        f"<code>{html.escape(metric)}</code> {arrow(metric)} against {along}, a line per {other}."
+    )
+
+
+def _img(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (
+        f"<figure><img alt='{html.escape(path.stem)}' src='data:image/png;base64,{data}'>"
+        f"<figcaption>{caption}</figcaption></figure>"
+    )
+
+
+def _results_table(results: pd.DataFrame) -> str:
+    ident = [c for c in IDENTITY if c in results.columns and results[c].notna().any()]
+    metrics = [c for c in METRICS if c in results.columns]
+    metrics += [c for c in results.columns if is_metric(str(c)) and c not in metrics]
+    cols = ident + metrics
+    head = "".join(
+        f"<th class='{'l' if c == 'model' else ''}'>{html.escape(c)} "
+        f"{arrow(c) if c in metrics else ''}</th>"
+        for c in cols
+    )
+    body = []
+    for _, row in results[cols].iterrows():
+        cells = "".join(
+            f"<td class='{'l' if c == 'model' else ''}'>{_num(_py(row[c]))}</td>" for c in cols
+        )
+        body.append(f"<tr>{cells}</tr>")
+    return f"<div class='scroll'><table><tr>{head}</tr>{''.join(body)}</table></div>"
+
+
+def _py(x):
+    """numpy scalars to Python ones (integers stay integers, as in the table)."""
+    if hasattr(x, "item"):
+        x = x.item()
+    if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
+        return int(x)
+    return x
+
+
+def _configs_html(configs: dict[str, dict]) -> str:
+    if not configs:
+        return ""
+    items = "".join(
+        f"<details><summary>{html.escape(name)}</summary><pre>"
+        f"{html.escape(json.dumps(cfg, indent=2, sort_keys=True))}</pre></details>"
+        for name, cfg in configs.items()
+    )
+    return f"<h2>Run configurations</h2><div class='card'>{items}</div>"

@@ -1,0 +1,73 @@
+"""report: one self-contained HTML page from an analyze output dir."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from lingcollapse.analysis.figures import make_figures
+from lingcollapse.analysis.report import _num
+from lingcollapse.cli import main
+from test_analysis import write_run
+from test_analysis_figures import synthetic_table
+
+EXTERNAL = re.compile(r"""(src|href)\s*=\s*['"]?\s*(https?:)?//""", re.I)
+
+
+def analyzed_dir(tmp_path, capsys):
+    """analyze --out over run dirs (with configs); figures drawn for one scaling metric."""
+    table = synthetic_table()
+    for _, row in table.iterrows():
+        metrics = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        config = {"model": {"width": int(row["width"])}, "lr": 1e-3}
+        write_run(tmp_path / "runs", str(row["model"]), metrics, config)
+    out = tmp_path / "out"
+    code = main(["analyze", str(tmp_path / "runs"), "--permutations", "200", "--out", str(out)])
+    capsys.readouterr()
+    assert code == 0
+    make_figures(table, out / "figures", scaling=("nc1_cdnv",))
+    return out, table
+
+
+def test_report_is_self_contained_and_has_the_tables(tmp_path, capsys):
+    out, table = analyzed_dir(tmp_path, capsys)
+    assert main(["report", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out / "report.html")
+    page = (out / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert not EXTERNAL.search(page)
+    assert "<link" not in page and "<script" not in page
+    corr = json.loads((out / "correlations.json").read_text())
+    for name, values in corr["metrics"].items():
+        assert f"<code>{name}</code>" in page
+        assert f"<td>{_num(values['r2'], 6)}</td>" in page
+    for model in table["model"]:
+        assert f">{model}<" in page
+    assert page.count("src='data:image/png;base64,") == 6  # fig 1–3, seeds, 2 scaling
+    assert "Fixed architecture, 4 seeds" in page
+    assert "Run configurations" in page and "&quot;lr&quot;: 0.001" in page
+    assert "↓" in page and "Eq. 4" in page
+
+
+def test_report_draws_missing_figures(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    synthetic_table()[["model", "val_loss", "nc1_cdnv", "nc4_agreement"]].to_csv(
+        out / "results.csv", index=False
+    )
+    assert main(["report", str(out)]) == 0  # no correlations.json either: computed
+    assert (out / "figures" / "fig1_headline.png").stat().st_size > 1000
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 1 and "nc4_agreement" in page
+
+
+@pytest.mark.parametrize("make", [False, True])
+def test_report_bad_dir(tmp_path, capsys, make):
+    target = tmp_path / "empty"
+    if make:
+        target.mkdir()
+    assert main(["report", str(target)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
