@@ -295,3 +295,20 @@ def test_bf16_model_keeps_float64_statistics(data, tmp_path):
     assert b.means.dtype == torch.float64 and torch.equal(a.counts, b.counts)
     assert not torch.equal(a.means, b.means)
     torch.testing.assert_close(b.means, a.means, rtol=0.1, atol=0.05)
+
+
+def test_a_second_writer_is_refused(data, tmp_path, capsys):
+    from lingcollapse.io import exclusive
+
+    model_dir = save_model(tmp_path / "model", "gpt2")
+    out = tmp_path / "s.safetensors"
+    with exclusive(out.with_name(out.name + ".partial")):  # another process's lock
+        code = main(
+            ["collect", str(model_dir), "--data", str(data), "--out", str(out), "--device", "cpu"]
+        )
+    assert code == 2 and "another process is writing" in capsys.readouterr().err
+    assert not out.exists()
+    assert (
+        main(["collect", str(model_dir), "--data", str(data), "--out", str(out), "--device", "cpu"])
+        == 0
+    )

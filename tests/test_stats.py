@@ -167,3 +167,18 @@ def test_equal_stats_give_equal_bytes(tmp_path):
     save_stats(tmp_path / "b.safetensors", stats, tokens=100, layer="last", model="m")
     assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
     assert load_stats(tmp_path / "b.safetensors").metadata["model"] == "m"
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    from lingcollapse.io import atomic_path
+
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and (target.stat().st_mode & 0o777) != 0o600

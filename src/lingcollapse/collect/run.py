@@ -29,7 +29,7 @@ from lingcollapse.collect import distributed
 from lingcollapse.collect.data import Shard, open_split
 from lingcollapse.collect.model import EmbeddingModel, load_model
 from lingcollapse.errors import UserError
-from lingcollapse.io import atomic_path
+from lingcollapse.io import atomic_path, exclusive
 from lingcollapse.progress import progress
 from lingcollapse.stats.classes import ClassAccumulator, ClassStats
 from lingcollapse.stats.files import load_meta, load_stats, save_stats
@@ -118,12 +118,18 @@ def collect(cfg: CollectConfig) -> list[Path]:
     outputs = [layer_path(cfg.out, layer) for layer in layers]
     fingerprint = _fingerprint(cfg, model, tokens, layers, Shard.parse(cfg.shard))
     partial = _partial_path(cfg.out, dist)
-    accs = _accumulators(cfg, model, layers, device)
-    cursor = _resume(partial, fingerprint, accs, outputs)
-    if cursor is None:  # finished before, with this very configuration
-        distributed.finish(dist)
-        return outputs if dist.rank == 0 else []
-    _pass(cfg, model, tokens, rows, layers, accs, cursor, partial, fingerprint, dist)
+    with exclusive(partial, "statistics"):
+        accs = _accumulators(cfg, model, layers, device)
+        cursor = _resume(partial, fingerprint, accs, outputs)
+        if cursor is None:  # finished before, with this very configuration
+            distributed.finish(dist)
+            return outputs if dist.rank == 0 else []
+        _pass(cfg, model, tokens, rows, layers, accs, cursor, partial, fingerprint, dist)
+        return _write(cfg, model, tokens, layers, outputs, accs, partial, fingerprint, dist)
+
+
+def _write(cfg, model, tokens, layers, outputs, accs, partial, fingerprint, dist) -> list[Path]:
+    """Merge the ranks' statistics on rank 0 and write one file per layer."""
     results = {layer: _finished(acc) for layer, acc in accs.items()}
     results = distributed.merge_to_rank0(results, dist)
     written = []
