@@ -130,9 +130,12 @@ def correlate(
     columns = metric_columns(table, target)
     values = {c: numeric_column(table, c) for c in columns}
     out = Correlations(target, int(has_y.sum()), permutations, seed, {})
+    undefined: dict[str, list[str]] = {}
     for mask, group in _groups(values, has_y).items():
-        _test_group(out, group, values, y_all, np.array(mask), permutations, seed)
+        _test_group(out, group, values, y_all, np.array(mask), permutations, seed, undefined)
     out.metrics = {c: out.metrics[c] for c in columns if c in out.metrics}
+    for why, names in undefined.items():
+        out.notes.append(f"r undefined (NaN), {why}: {', '.join(names)}")
     return out
 
 
@@ -145,20 +148,22 @@ def _groups(values: dict[str, np.ndarray], has_y: np.ndarray) -> dict[tuple, lis
     return groups
 
 
-def _test_group(out, names, values, y_all, mask, permutations, seed) -> None:
+def _test_group(out, names, values, y_all, mask, permutations, seed, undefined) -> None:
+    """Test the metrics observed on the same models (``mask``) in one vectorized call."""
     n = int(mask.sum())
     nan = Correlation(math.nan, math.nan, math.nan, n)
     testable = []
     for name in names:
         x = values[name][mask]
         if n < 3:
-            out.notes.append(f"{name}: only {n} model(s) with a value; r undefined")
-            out.metrics[name] = nan
+            why = f"fewer than 3 models with a value ({n})"
         elif np.ptp(x) == 0 or np.ptp(y_all[mask]) == 0:
-            out.notes.append(f"{name}: constant across the models; r undefined (NaN)")
-            out.metrics[name] = nan
+            why = "constant across the models"
         else:
             testable.append(name)
+            continue
+        undefined.setdefault(why, []).append(name)
+        out.metrics[name] = nan
     if not testable:
         return
     x = np.stack([values[name][mask] for name in testable])  # (M, n)

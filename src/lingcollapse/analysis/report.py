@@ -177,7 +177,7 @@ def _num(x, digits: int = 4) -> str:
     if isinstance(x, int) and not isinstance(x, bool):
         return f"{x:,}"
     if isinstance(x, float):
-        return f"{x:.{digits}g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.3e}"
+        return f"{x:.{digits}g}" if abs(x) >= 1e-4 or x == 0 else f"{x:.3e}"
     return html.escape(str(x))
 
 
@@ -248,17 +248,35 @@ def _figure_html(figures: list[Path]) -> str:
     for stem, caption in SECTIONS:
         if stem in by_stem:
             out.append(_img(by_stem.pop(stem), caption))
-    scaling = [p for s, p in by_stem.items() if s.startswith("scaling_")]
+    scaling = {s: p for s, p in by_stem.items() if s.startswith("scaling_")}
     if scaling:
         out.append(
-            "<details open><summary>Scaling with width and depth (Appendices E–P): one panel "
-            "per epoch count, one row per weight decay</summary><div class='grid'>"
+            "<h3>Scaling with width and depth (Appendices E–P)</h3><p class='sub'>One panel "
+            "per epoch count, one row per weight decay; click a metric to open it.</p>"
         )
-        out.extend(_img(p, _scaling_caption(p.stem)) for p in scaling)
-        out.append("</div></details>")
+        out.extend(_scaling_html(scaling))
     rest = [p for s, p in by_stem.items() if not s.startswith("scaling_")]
     out.extend(_img(p, p.stem) for p in rest)
     return "\n".join(out)
+
+
+def _scaling_html(scaling: dict[str, Path]) -> list[str]:
+    """One collapsible block per metric (paper order), width then depth inside."""
+    from lingcollapse.analysis.figures import SCALING
+
+    metrics = list(dict.fromkeys(s.removeprefix("scaling_").rpartition("_vs_")[0] for s in scaling))
+    metrics.sort(key=lambda m: SCALING.index(m) if m in SCALING else len(SCALING))
+    out = []
+    for i, metric in enumerate(metrics):
+        figs = [scaling.get(f"scaling_{metric}_vs_{a}") for a in ("width", "depth")]
+        desc = html.escape(METRICS.get(metric, (0, metric))[1])
+        out.append(
+            f"<details{' open' if i == 0 else ''}><summary><code>{html.escape(metric)}</code> "
+            f"{arrow(metric)} — {desc}</summary>"
+        )
+        out.extend(_img(p, _scaling_caption(p.stem)) for p in figs if p is not None)
+        out.append("</details>")
+    return out
 
 
 def _scaling_caption(stem: str) -> str:

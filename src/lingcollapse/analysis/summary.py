@@ -15,7 +15,9 @@ def significant(p: float, alpha: float = ALPHA) -> bool:
 
 
 def _num(x: float, fmt: str) -> str:
-    return "nan" if not math.isfinite(x) else format(x, fmt)
+    """Formatted, or "nan" padded to the same width so columns stay aligned."""
+    width = int(fmt.lstrip("+").split(".")[0])
+    return f"{'nan':>{width}}" if not math.isfinite(x) else format(x, fmt)
 
 
 def correlation_table(corr: Correlations) -> str:
