@@ -97,6 +97,10 @@ def _bad_cases(f, tmp):
     garbled.write_bytes(b"\x00\x13not a safetensors file at all" * 10)
     truncated = tmp / "truncated.safetensors"
     truncated.write_bytes(good[: len(good) // 2])
+    flipped = tmp / "flipped.safetensors"
+    data = bytearray(good)
+    data[-100] ^= 0x10  # one bit of a mean
+    flipped.write_bytes(bytes(data))
     missing_key = tmp / "missing.safetensors"
     save_file(
         {
@@ -133,6 +137,7 @@ def _bad_cases(f, tmp):
         "missing file": ["measure", str(tmp / "nope.safetensors"), "--out", out],
         "garbled": ["measure", str(garbled), "--out", out],
         "truncated": ["measure", str(truncated), "--out", out],
+        "bit flip": ["measure", str(flipped), "--out", out],
         "missing key": ["measure", str(missing_key), "--out", out],
         "shape mismatch": ["measure", str(shape), "--out", out],
         "NaN in kept class": ["measure", str(nan), "--out", out],

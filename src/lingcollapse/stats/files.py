@@ -8,6 +8,7 @@ Train stats: ``counts`` int64 (V,), ``means`` float64 (V, d), ``m2`` float64 (V,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -43,11 +44,22 @@ def save_stats(
     else:
         tensors, kind = stats.tensors(), "validation"
     meta = {**stats.metadata, **{k: _to_str(v) for k, v in metadata.items()}}
-    meta.update(format=FORMAT, kind=kind)
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    meta.update(format=FORMAT, kind=kind, sha256=tensors_sha256(tensors))
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
         _sort_metadata(tmp)
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors' names, shapes, dtypes and bytes, in name order: stored
+    in the metadata so a truncated or bit-flipped file is detected on load."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def _sort_metadata(path: Path) -> None:
@@ -84,6 +96,13 @@ def load_stats(
             f"stats file {path} not found: check the path, or make it with `lingcollapse collect`"
         )
     tensors, meta = _read(path)
+    expected = meta.get("sha256")
+    if expected is not None and tensors_sha256(tensors) != expected:
+        raise UserError(
+            f"{path} is corrupt: its contents do not match the checksum in its metadata "
+            "(a flipped bit or a broken copy); re-create it with `lingcollapse collect` or "
+            "copy it again"
+        )
     if meta.get("format") != FORMAT:
         raise UserError(
             f"{path} is not a lingcollapse stats file (metadata format="
