@@ -264,3 +264,28 @@ def test_cli_bad_input(tmp_path, capsys, case, message):
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], err
+
+
+def test_mixed_type_column_survives_parquet(tmp_path, capsys):
+    write_run(tmp_path / "runs", "a", {"layer": 6, "val_loss": 3.0, "nc1_cdnv": 0.3})
+    write_run(tmp_path / "runs", "b", {"layer": "last", "val_loss": 2.0, "nc1_cdnv": 0.2})
+    write_run(tmp_path / "runs", "c", {"layer": "last", "val_loss": 1.0, "nc1_cdnv": 0.2})
+    code, _, err = run_cli(
+        ["analyze", tmp_path / "runs", "--permutations", 10, "--out", tmp_path / "o"], capsys
+    )
+    assert code == 0, err
+    assert list(pd.read_parquet(tmp_path / "o/results.parquet")["layer"]) == ["6", "last", "last"]
+
+
+@needs_published
+def test_cli_published_and_its_converted_table_agree(tmp_path, capsys):
+    args = ["--permutations", 100, "--json"]
+    code, out, _ = run_cli(["analyze", "--published", PUBLISHED, "--out", tmp_path, *args], capsys)
+    assert code == 0
+    direct = json.loads(out)
+    assert direct["n_models"] == 230
+    assert direct["metrics"]["nc4_agreement"]["r2"] == pytest.approx(0.890585, abs=1e-6)
+    code, out, _ = run_cli(["analyze", tmp_path / "results.csv", *args], capsys)
+    assert code == 0 and json.loads(out) == direct
+    code, out, _ = run_cli(["analyze", PUBLISHED, *args], capsys)  # recognised as is
+    assert code == 0 and json.loads(out) == direct

@@ -252,6 +252,13 @@ def _panel_title(wd, ep) -> str:
     return ", ".join(parts) or "all models"
 
 
+def _g(value) -> str:
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def seed_groups(df: pd.DataFrame, min_seeds: int = 3) -> list[pd.DataFrame]:
     """Fixed-architecture groups (same width, depth, epochs, weight decay) with ≥ 3 seeds.
 
@@ -299,10 +306,10 @@ def figure_seeds(df: pd.DataFrame, target: str = "val_loss", metrics=None) -> Fi
         )
     for ax in axes.flat[len(names) :]:
         ax.remove()
-    first = group.iloc[0]
+    first = {k: _g(group.iloc[0].get(k)) for k in ("width", "depth", "epochs", "weight_decay")}
     fig.suptitle(
-        f"Fixed architecture, {len(group)} seeds: width {first.get('width')}, depth "
-        f"{first.get('depth')}, {first.get('epochs')} epoch(s), β = {first.get('weight_decay')}"
+        f"Fixed architecture, {len(group)} seeds: width {first['width']}, depth "
+        f"{first['depth']}, {first['epochs']} epoch(s), β = {first['weight_decay']}"
     )
     fig.tight_layout()
     return fig

@@ -159,4 +159,15 @@ def write_results(table: pd.DataFrame, out: Path) -> None:
     with atomic_path(out / "results.csv") as tmp:
         table.to_csv(tmp, index=False)
     with atomic_path(out / "results.parquet") as tmp:
-        table.to_parquet(tmp, index=False)
+        _parquet_safe(table).to_parquet(tmp, index=False)
+
+
+def _parquet_safe(table: pd.DataFrame) -> pd.DataFrame:
+    """Mixed-type columns (``layer`` = 6 in one run, "last" in another) as text, since
+    Parquet columns have one type; the CSV keeps them as they are."""
+    table = table.copy()
+    for col in [c for c in table.columns if table[c].dtype == "object"]:
+        kinds = {type(v) for v in table[col] if v is not None and v == v}
+        if len(kinds) > 1:
+            table[col] = [None if v is None or v != v else str(v) for v in table[col]]
+    return table
