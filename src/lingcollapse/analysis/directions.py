@@ -2,9 +2,13 @@
 
 The ↑/↓ table itself lives in :mod:`lingcollapse.metrics.names` (``DIRECTION``), written
 with the metrics; it is re-exported here so that analysis, figures and report read the
-same single table. This module adds what only the analysis needs: the identity columns
-of a results table, which columns count as metrics, and axis labels with the paper's
-equation numbers.
+same single table. Note that a CoV is signed (std / mean, §3.3): for
+``gnc2_uniformity_cov`` the mean log kernel is usually negative, so less variation (more
+uniformity, ↓ in magnitude) reads as a *larger* signed value; in the published data it
+correlates with val_loss at r = −0.85 for that reason.
+
+This module adds what only the analysis needs: the identity columns of a results table,
+which columns count as metrics, and axis labels with the paper's equation numbers.
 """
 
 from __future__ import annotations

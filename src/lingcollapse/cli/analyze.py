@@ -26,16 +26,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--published",
         type=Path,
+        metavar="CSV",
         action="append",
         default=[],
         help="the paper authors' per-model table (lc-2024_05_18.csv), converted to §3 names",
     )
-    p.add_argument("--target", default="val_loss", help="generalization column (default val_loss)")
     p.add_argument(
-        "--permutations", type=int, default=10_000, help="permutation-test resamples (default 10⁴)"
+        "--target",
+        default="val_loss",
+        metavar="COLUMN",
+        help="generalization column (default val_loss)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the permutations (default 0)")
-    p.add_argument("--out", type=Path, help="write results.csv/.parquet and correlations.json here")
+    p.add_argument(
+        "--permutations",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="permutation-test resamples (default 10⁴)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, metavar="S", help="seed of the permutations (default 0)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write results.csv/.parquet and correlations.json here",
+    )
     p.add_argument("--figures", action="store_true", help="also draw figures into OUT/figures")
     p.add_argument("--json", action="store_true", help="print the correlations as one JSON object")
     p.set_defaults(func=run)

@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     pick.add_argument("--tokens", nargs="+", metavar="WORD", help="token texts (or ids)")
     pick.add_argument("--top", type=int, metavar="K", help="the K largest values of --by")
     pick.add_argument("--bottom", type=int, metavar="K", help="the K smallest values of --by")
-    p.add_argument("--by", default="count", help="column to rank by (default count)")
+    p.add_argument(
+        "--by", default="count", metavar="COLUMN", help="column to rank by (default count)"
+    )
     p.add_argument(
         "--neighbours", type=int, default=10, metavar="K", help="neighbours shown for one token"
     )
