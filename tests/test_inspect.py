@@ -137,3 +137,35 @@ def test_cli_missing_classes(tmp_path, capsys):
     assert main(["inspect", str(tmp_path), "--tokens", "a"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "classes.parquet not found" in err[0]
+
+
+def test_on_a_measured_run(tmp_path, capsys):
+    """Contract with measure: its classes.parquet and metrics.json feed inspect and analyze."""
+    from importlib.resources import files
+
+    from lingcollapse.analysis.correlation import metric_columns
+    from lingcollapse.analysis.table import gather
+
+    examples = files("lingcollapse") / "examples"
+    stats = tmp_path / "run" / "stats"
+    stats.mkdir(parents=True)
+    for name in ("train.safetensors", "validation.safetensors"):
+        (stats / name).write_bytes((examples / name).read_bytes())
+    classifier = str(examples / "classifier.safetensors")
+    assert main(["measure", str(stats / "train.safetensors"), "--classifier", classifier]) == 0
+    capsys.readouterr()
+    run = tmp_path / "run"
+    classes = inspect.load_classes(run)
+    assert set(inspect.COLUMNS) <= set(classes.columns)
+    assert main(["inspect", str(run), "--tokens", "7", "--neighbours", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "most interfering" in out and "(avg)" in out
+    # One row of Eq. 6 here, averaged, is measure's per-class row mean from its tiled pass.
+    near = inspect.neighbours(run, 7, classes, k=len(classes))
+    row = classes.set_index("token_id").loc[7]
+    assert near.interfering["interference"].mean() == pytest.approx(row["interference_mean"])
+    table = gather([run]).table
+    assert table["model"].tolist() == ["synthetic-example"]
+    cols = metric_columns(table, "val_loss")
+    assert {"nc1_cdnv", "gnc2_uniformity_cov", "unc3_duality_cov", "nc4_agreement"} <= set(cols)
+    assert "n_classes" not in cols and "cdnv_power" not in cols
