@@ -1,7 +1,9 @@
 """The canonical metric names of DESIGN §3: which way is collapse, and where it is defined.
 
 ``DIRECTION[name]`` is ``-1`` where smaller values mean more collapse (↓), ``+1`` where
-larger ones do (↑), and ``0`` where the value is descriptive.
+larger ones do (↑), and ``0`` where the value is descriptive. The coefficients of
+variation are signed (std / mean, §3.3) and their mean can be negative (interference,
+log kernel, log norms below 1), so for them collapse is a value *towards zero* (→0).
 """
 
 from __future__ import annotations
@@ -38,9 +40,12 @@ METRICS: dict[str, tuple[int, str]] = {
 }
 
 DIRECTION = {name: direction for name, (direction, _) in METRICS.items()}
+TOWARD_ZERO = frozenset(
+    {"nc2_equinorm_cov", "nc2_equiangular_cov", "gnc2_uniformity_cov", "unc3_duality_cov"}
+)
 ARROW = {-1: "↓", 1: "↑", 0: " "}
 
 
 def arrow(name: str) -> str:
-    """↓ or ↑ for the direction of collapse (or of better generalization)."""
-    return ARROW[DIRECTION.get(name, 0)]
+    """↓, ↑ or →0 for the direction of collapse (or of better generalization)."""
+    return "→0" if name in TOWARD_ZERO else ARROW[DIRECTION.get(name, 0)]

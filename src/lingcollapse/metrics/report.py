@@ -23,10 +23,10 @@ def metrics_table(metrics: dict) -> str:
     """One line per metric (name, ↑/↓, value, description), then the setting in one line."""
     rows = [(name, metrics[name]) for name in METRICS if name in metrics]
     width = max([len(name) for name, _ in rows] + [6])
-    lines = [f"{'metric':<{width}}     {'value':>13}  description", "-" * (width + 70)]
+    lines = [f"{'metric':<{width}}      {'value':>13}  description", "-" * (width + 70)]
     for name, value in rows:
         lines.append(
-            f"{name:<{width}}  {arrow(name)}  {format_value(value):>13}  {METRICS[name][1]}"
+            f"{name:<{width}}  {arrow(name):<2} {format_value(value):>13}  {METRICS[name][1]}"
         )
     lines.append("-" * (width + 70))
     setting = [
@@ -45,5 +45,8 @@ def metrics_table(metrics: dict) -> str:
             f"{label} {format_value(metrics[key])}" for label, key in setting if key in metrics
         )
     )
-    lines.append("↓/↑: smaller/larger means more collapse (or better generalization)")
+    lines.append(
+        "↓/↑: smaller/larger means more collapse (or better generalization); "
+        "→0: a signed CoV, collapse drives it towards zero"
+    )
     return "\n".join(lines)
