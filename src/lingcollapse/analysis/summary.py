@@ -34,12 +34,12 @@ def correlation_table(corr: Correlations) -> str:
     for name, c in corr.metrics.items():
         sig = "yes" if significant(c.p_value) else "no" if math.isfinite(c.p_value) else "-"
         lines.append(
-            f"{name:<{width}}   {arrow(name)}   {_num(c.r2, '9.6f')}  {_num(c.pearson_r, '+7.3f')}"
+            f"{name:<{width}}   {arrow(name):<2}  {_num(c.r2, '9.6f')}  {_num(c.pearson_r, '+7.3f')}"
             f"  {_num(c.p_value, '7.4f')}  {sig:<6}  {METRICS.get(name, (0, ''))[1]}"
         )
     lines.append("-" * (len(head) + 30))
     lines.append(
-        "↓/↑: smaller/larger means more collapse; r > 0 with val_loss means larger "
-        "values go with worse generalization"
+        "↓/↑: smaller/larger means more collapse; →0: a signed CoV that collapse drives "
+        "towards zero; r > 0 with val_loss means larger values go with worse generalization"
     )
     return "\n".join(lines)
