@@ -17,6 +17,7 @@ from lingcollapse.errors import UserError
 
 # Subcommand modules, in the order of the pipeline (DESIGN §2).
 COMMANDS = [
+    "lingcollapse.cli.data",
     "lingcollapse.cli.collect",
     "lingcollapse.cli.stats",
     "lingcollapse.cli.measure",
