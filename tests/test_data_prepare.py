@@ -150,6 +150,7 @@ def bad_inputs(tmp_path):
         "fraction": ([*out, "--validation-fraction", "1.5"], "0 ≤ F < 1"),
         "tinystories": (["--corpus", "tinystories", *out], "hf download roneneldan/TinyStories"),
         "both": ([*out, "--vocab-size", "500", "--tokenizer", "gpt2"], "not allowed with"),
+        "tokens": (["--corpus", str(tmp_path / "tiny.txt"), *out, "--tokens", "9"], "--tokens"),
     }
 
 
@@ -165,6 +166,7 @@ def bad_inputs(tmp_path):
         "fraction",
         "tinystories",
         "both",
+        "tokens",
     ],
 )
 def test_bad_input_exits_2_with_one_error_line(tmp_path, capsys, case):

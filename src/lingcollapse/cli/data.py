@@ -56,7 +56,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument(
         "--tokens",
         type=int,
-        default=3_000_000,
         metavar="N",
         help="embedded corpus size in tokens, about (default 3,000,000)",
     )

@@ -21,6 +21,7 @@ classes of DESIGN §3) are counted on the way.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -72,6 +73,8 @@ class ChunkWriter:
         assert len(header) == self._header_len, "npy header length changed"
         self._file.seek(0)
         self._file.write(header)
+        self._file.flush()
+        os.fsync(self._file.fileno())  # on disk before the data dir is renamed into place
         self._file.close()
         return self.rows
 

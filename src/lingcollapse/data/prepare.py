@@ -44,7 +44,7 @@ class PrepareConfig:
     seq_len: int | None = None  # T (default 256 embedded, 2048 otherwise)
     packing: str = "gpt"
     num_proc: int | None = None  # group-texts shards (None: 1, as run_clm) and threads
-    tokens: int = 3_000_000  # size of the embedded corpus, about
+    tokens: int | None = None  # size of the embedded corpus, about (default 3,000,000)
     seed: int = 0
     validation_fraction: float | None = None  # embedded/local (default 0.05)
     text_column: str = "text"
@@ -60,6 +60,8 @@ class PrepareConfig:
             self.tokenizer = "EleutherAI/gpt-neo-125M"  # the paper's (Appendix A)
         if self.tokenizer is None and self.vocab_size is None:
             self.vocab_size = 4096
+        if self.tokens is None and kind == "embedded":
+            self.tokens = 3_000_000  # "a few million", generated in about a second
         if self.validation_fraction is None and kind != "tinystories":
             self.validation_fraction = 0.05
         self._validate()
@@ -79,7 +81,9 @@ class PrepareConfig:
             raise UserError("--vocab-size is for a trained BPE; leave it out with --tokenizer")
         if self.num_proc is not None and self.num_proc < 1:
             raise UserError(f"--num-proc {self.num_proc}: need at least 1")
-        if self.tokens < 1:
+        if self.tokens is not None and self.kind != "embedded":
+            raise UserError("--tokens sizes the embedded corpus; drop it for other corpora")
+        if self.tokens is not None and self.tokens < 1:
             raise UserError(f"--tokens {self.tokens}: need a positive size")
         if self.kind == "tinystories" and self.validation_fraction is not None:
             raise UserError("TinyStories has its own validation split: drop --validation-fraction")
@@ -122,6 +126,8 @@ def prepare(cfg: PrepareConfig) -> Prepared:
                 f"the corpus is too small for one chunk of T = {cfg.seq_len} tokens "
                 f"({splits['train']['tokens']} train tokens); lower --seq-len or add text"
             )
+        if splits["validation"]["S"] == 0:
+            log.warning("warning: the validation split holds no chunk of T = %d", cfg.seq_len)
         meta = _meta(cfg, corpus, tok, tok_meta, splits)
         write_json(tmp / "meta.json", meta)
     return Prepared(cfg.out, meta, timings)

@@ -6,6 +6,7 @@ files in ``DATA_DIR/tokenizer`` so ``AutoTokenizer.from_pretrained`` loads it of
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -34,7 +35,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int, *, length: int | None = Non
         vocab_size=vocab_size,
         special_tokens=[EOS],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+        show_progress=sys.stderr.isatty(),  # its own bar, like ours: terminal only
     )
     tok.train_from_iterator(texts, trainer=trainer, length=length)
     return PreTrainedTokenizerFast(
