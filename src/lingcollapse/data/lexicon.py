@@ -36,7 +36,10 @@ PET_NAMES = _words(
     "Spot Max Buddy Fluffy Whiskers Coco Daisy Rex Bella Sunny Pip Biscuit Muffin Ziggy "
     "Peanut Snowy Bubbles Patch Ginger Pepper Shadow Button Noodle Tiger Rocky Lucky"
 )
-KIDS = _words("girl boy kid child baby princess prince")
+KIDS = {  # by pronoun, so "a girl named Tim" never happens
+    "she": _words("girl kid child princess daughter"),
+    "he": _words("boy kid child prince son"),
+}
 FAMILY = _words(
     "mom dad mommy daddy grandma grandpa sister brother aunt uncle teacher friend neighbor "
     "farmer baker doctor king queen pilot sailor fisherman"

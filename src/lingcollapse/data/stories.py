@@ -123,10 +123,11 @@ class Cast:
         self.pet_kind = d.pick(L.ANIMALS)
         self.pet = d.pick(L.PET_NAMES)
         self.elder = d.pick(L.FAMILY)
+        self.kid = d.pick(L.KIDS[self.p])
 
 
 def _opening(d: Draw, c: Cast) -> str:
-    adj, kid, place = d.pick(L.ADJECTIVES), d.pick(L.KIDS), d.pick(L.PLACES)
+    adj, kid, place = d.pick(L.ADJECTIVES), c.kid, d.pick(L.PLACES)
     choice = d.below(10)
     if choice < 3:
         return f"Once upon a time, there was {article(adj)} {adj} {kid} named {c.name}."
@@ -140,7 +141,10 @@ def _opening(d: Draw, c: Cast) -> str:
         return f"There once was {article(adj)} {adj} {kid} called {c.name}."
     if choice == 8:
         return f"Long ago, in a {place} far away, lived {article(kid)} {kid} named {c.name}."
-    return f"Once upon a time, there was {article(adj)} {adj} {c.pet_kind} named {c.pet}."
+    return (
+        f"Once upon a time, there was {article(adj)} {adj} {c.pet_kind} named {c.pet}. "
+        f"{c.pet} lived with {article(kid)} {kid} called {c.name}."
+    )
 
 
 def _intro(d: Draw, c: Cast) -> list[str]:
