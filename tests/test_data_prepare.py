@@ -176,3 +176,30 @@ def test_bad_input_exits_2_with_one_error_line(tmp_path, capsys, case):
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
     assert not (tmp_path / "out").exists()
     assert leftovers(tmp_path) == []
+
+
+def test_tinystories_from_a_local_copy_with_group_texts(tmp_path, data_dir, caplog):
+    # The layout of the hub repo (data/{split}-*.parquet), read by `datasets` offline.
+    import pandas as pd
+
+    (tmp_path / "ts" / "data").mkdir(parents=True)
+    docs = {"train": generate(40_000, 11), "validation": generate(4_000, 12)}
+    for split, texts in docs.items():
+        pd.DataFrame({"text": texts}).to_parquet(
+            tmp_path / "ts" / "data" / f"{split}-00000-of-00001.parquet"
+        )
+    cfg = PrepareConfig(
+        out=tmp_path / "d",
+        corpus="tinystories",
+        dataset_dir=tmp_path / "ts",
+        tokenizer=str(data_dir / "tokenizer"),
+        seq_len=128,
+        packing="group-texts",
+        num_proc=2,
+    )
+    meta = prepare(cfg).meta
+    assert "not the paper's 2119719" in caplog.text  # a different version is flagged
+    assert meta["source"]["corpus"] == "tinystories"
+    assert meta["splits"]["train"]["documents"] == len(docs["train"])
+    tokens = np.load(tmp_path / "d" / "train.npy")
+    assert tokens.shape == (meta["S"], 128) and meta["N"] == meta["S"] * 127
