@@ -17,6 +17,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "validation.npy (int32 [S, T] chunks), tokenizer/ and meta.json (T, S, N = S(T−1), "
         "vocabulary size V, empirical vocabulary C). Written to a temporary dir and renamed "
         "at the end; an existing DATA_DIR is kept unless --overwrite.",
+        epilog="examples:\n"
+        "  lingcollapse data prepare --out data/stories              # embedded, ~3 M tokens\n"
+        "  lingcollapse data prepare --corpus notes.txt --out data/notes --vocab-size 8192\n"
+        "  # the paper's counts (S = 229,367, N = 469,514,249, C = 29,233):\n"
+        "  lingcollapse data prepare --corpus tinystories --packing group-texts --num-proc 2 "
+        "--out data/tinystories",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     m.add_argument(
         "--corpus",

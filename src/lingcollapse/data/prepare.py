@@ -79,6 +79,11 @@ class PrepareConfig:
             raise UserError(f"--packing {self.packing!r}: choose one of {', '.join(PACKINGS)}")
         if self.tokenizer is not None and self.vocab_size is not None:
             raise UserError("--vocab-size is for a trained BPE; leave it out with --tokenizer")
+        if self.vocab_size is not None and self.vocab_size < tokenizer.MIN_VOCAB:
+            raise UserError(
+                f"--vocab-size {self.vocab_size} is too small: a byte-level BPE needs at least "
+                f"{tokenizer.MIN_VOCAB} (256 bytes + EOS); try 4096"
+            )
         if self.num_proc is not None and self.num_proc < 1:
             raise UserError(f"--num-proc {self.num_proc}: need at least 1")
         if self.tokens is not None and self.kind != "embedded":

@@ -14,7 +14,7 @@ import numpy as np
 from lingcollapse.errors import UserError
 
 EOS = "<|endoftext|>"  # GPT-2/GPT-Neo's document separator, so ids read the same way
-_MIN_VOCAB = 257  # 256 byte symbols + EOS: below this a byte-level BPE cannot exist
+MIN_VOCAB = 257  # 256 byte symbols + EOS: below this a byte-level BPE cannot exist
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int, *, length: int | None = None):
@@ -23,10 +23,10 @@ def train_bpe(texts: Iterable[str], vocab_size: int, *, length: int | None = Non
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    if vocab_size < _MIN_VOCAB:
+    if vocab_size < MIN_VOCAB:
         raise UserError(
             f"--vocab-size {vocab_size} is too small: a byte-level BPE needs at least "
-            f"{_MIN_VOCAB} (256 bytes + EOS); try 4096"
+            f"{MIN_VOCAB} (256 bytes + EOS); try 4096"
         )
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
