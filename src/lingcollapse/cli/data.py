@@ -13,10 +13,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     m = verbs.add_parser(
         "prepare",
         help="tokenize and pack a corpus into a data dir",
-        description="Tokenize a corpus and pack it into DATA_DIR: train.npy and "
-        "validation.npy (int32 [S, T] chunks), tokenizer/ and meta.json (T, S, N = S(T−1), "
-        "vocabulary size V, empirical vocabulary C). Written to a temporary dir and renamed "
-        "at the end; an existing DATA_DIR is kept unless --overwrite.",
+        description="Tokenize a corpus and pack it into DATA_DIR: train.npy and\n"
+        "validation.npy (int32 [S, T] chunks), tokenizer/ and meta.json (T, S,\n"
+        "N = S(T−1), vocabulary size V, empirical vocabulary C). Written to a temporary\n"
+        "dir and renamed at the end; an existing DATA_DIR is kept unless --overwrite.",
         epilog="examples:\n"
         "  lingcollapse data prepare --out data/stories              # embedded, ~3 M tokens\n"
         "  lingcollapse data prepare --corpus notes.txt --out data/notes --vocab-size 8192\n"
