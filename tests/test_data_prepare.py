@@ -38,7 +38,7 @@ def test_data_dir_layout_and_meta(data_dir):
     meta = json.loads((data_dir / "meta.json").read_text())
     tok = AutoTokenizer.from_pretrained(data_dir / "tokenizer")
     assert tok.eos_token == "<|endoftext|>" and tok.eos_token_id == meta["eos_token_id"] == 0
-    assert meta["vocab_size"] == len(tok) <= 400 and meta["seq_len"] == 32
+    assert meta["vocab_size"] == len(tok) <= 400 and meta["seq_len"] == meta["T"] == 32
     for split in ("train", "validation"):
         tokens = np.load(data_dir / f"{split}.npy", mmap_mode="r")
         info = meta["splits"][split]

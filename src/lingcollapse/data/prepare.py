@@ -114,6 +114,7 @@ def prepare(cfg: PrepareConfig) -> Prepared:
         os.environ.setdefault("RAYON_NUM_THREADS", str(cfg.num_proc))
     timings: dict[str, float] = {}
     with exclusive(cfg.out, "data dir"), _staging(cfg.out, cfg.overwrite) as tmp:
+        _refuse_existing(cfg.out, cfg.overwrite)  # again: another run may just have finished
         start = time.perf_counter()
         corpus = _load_corpus(cfg)
         timings["load" if cfg.kind != "embedded" else "generate"] = time.perf_counter() - start
@@ -294,6 +295,7 @@ def _meta(cfg: PrepareConfig, corpus: Corpus, tok, tok_meta: dict, splits: dict)
         "vocab_size": tokenizer.vocab_size(tok),
         "eos_token_id": tok.eos_token_id,
         "seq_len": cfg.seq_len,
+        "T": cfg.seq_len,  # the paper's name for seq_len; both are read
         "S": train["S"],
         "N": train["N"],
         "C": train["C"],
