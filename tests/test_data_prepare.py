@@ -151,6 +151,10 @@ def bad_inputs(tmp_path):
         "tinystories": (["--corpus", "tinystories", *out], "hf download roneneldan/TinyStories"),
         "both": ([*out, "--vocab-size", "500", "--tokenizer", "gpt2"], "not allowed with"),
         "tokens": (["--corpus", str(tmp_path / "tiny.txt"), *out, "--tokens", "9"], "--tokens"),
+        "hub_tokenizer": (
+            [*out, "--tokens", "2000", "--tokenizer", "EleutherAI/gpt-neo-125M"],
+            "cannot be reached (offline)",
+        ),
     }
 
 
@@ -167,6 +171,7 @@ def bad_inputs(tmp_path):
         "tinystories",
         "both",
         "tokens",
+        "hub_tokenizer",
     ],
 )
 def test_bad_input_exits_2_with_one_error_line(tmp_path, capsys, case):
