@@ -10,7 +10,8 @@ Two recipes, which decide which tokens exist and so the class counts (paper §3.
   (``Dataset.shard(P, i, contiguous=True)``: the first ``n % P`` shards get one extra
   document; P is capped at n), then each shard into batches of 1,000 documents. Each
   batch is concatenated and its tail that does not fill a chunk of T is dropped, so up
-  to T − 1 tokens are lost per batch, and a batch shorter than T gives no chunk at all.
+  to T − 1 tokens are lost per batch, and a batch shorter than T gives no chunk at all
+  (run_clm of 2023–24, the paper's; the newest run_clm raises an error there instead).
   With TinyStories, GPT-Neo, T = 2048 and P = 2 this gives the paper's S = 229,367.
 
 Chunks stream into a ``.npy`` file (:class:`ChunkWriter`) whose header is written last,
