@@ -34,7 +34,8 @@ def correlation_table(corr: Correlations) -> str:
     for name, c in corr.metrics.items():
         sig = "yes" if significant(c.p_value) else "no" if math.isfinite(c.p_value) else "-"
         lines.append(
-            f"{name:<{width}}   {arrow(name):<2}  {_num(c.r2, '9.6f')}  {_num(c.pearson_r, '+7.3f')}"
+            f"{name:<{width}}   {arrow(name):<2}  {_num(c.r2, '9.6f')}  "
+            f"{_num(c.pearson_r, '+7.3f')}"
             f"  {_num(c.p_value, '7.4f')}  {sig:<6}  {METRICS.get(name, (0, ''))[1]}"
         )
     lines.append("-" * (len(head) + 30))

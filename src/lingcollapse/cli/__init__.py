@@ -18,12 +18,14 @@ from lingcollapse.errors import UserError
 # Subcommand modules, in the order of the pipeline (DESIGN §2).
 COMMANDS = [
     "lingcollapse.cli.data",
+    "lingcollapse.cli.train",
     "lingcollapse.cli.collect",
     "lingcollapse.cli.stats",
     "lingcollapse.cli.measure",
     "lingcollapse.cli.analyze",
     "lingcollapse.cli.inspect",
     "lingcollapse.cli.report",
+    "lingcollapse.cli.sweep",
 ]
 
 

@@ -93,8 +93,8 @@ class EmbeddingModel:
 def resolve_model_path(source: str) -> str:
     """A run dir means its ``model/``; anything else is a model dir or a hub id."""
     path = Path(source)
-    if path.is_dir() and not (path / "config.json").is_file() and (path / "model").is_dir():
-        return str(path / "model")
+    if (path / "model" / "config.json").is_file():  # a run dir (its own config.json is
+        return str(path / "model")  # the training config, not a model config)
     return source
 
 

@@ -21,7 +21,7 @@ def load_classifier(source: str | os.PathLike) -> tuple[Tensor, Tensor | None]:
     path = Path(source)
     if path.is_file():
         return _from_safetensors(path)
-    if path.is_dir() and (path / "model").is_dir() and not (path / "config.json").exists():
+    if (path / "model" / "config.json").is_file():
         path = path / "model"  # a run dir: its model lives in model/
     return _from_model(str(path) if path.exists() else str(source))
 

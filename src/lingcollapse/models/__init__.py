@@ -1,0 +1,1 @@
+"""Model architectures: the paper's GPT-Neo grid (Appendix B)."""

@@ -1,0 +1,99 @@
+"""The paper's architecture (Appendix B, Table 2): GPT-Neo causal LMs of width × depth.
+
+Built as Hugging Face ``GPTNeoForCausalLM`` so runs load anywhere and the authors'
+released checkpoints (``rhubarbwu/TinyStories-12x1024_10L`` …) load the same way.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from lingcollapse.errors import UserError
+
+PAPER_WIDTHS = (64, 128, 256, 512, 768, 1024)
+PAPER_DEPTHS = (1, 2, 4, 8, 12)
+# Table 3: batch sizes on one A100 (40 GB), by depth then width.
+TABLE3_BATCH = {
+    1: dict.fromkeys(PAPER_WIDTHS, 16),
+    2: {**dict.fromkeys(PAPER_WIDTHS, 16), 1024: 8},
+    4: dict.fromkeys(PAPER_WIDTHS, 8),
+    8: {64: 8, 128: 8, 256: 8, 512: 4, 768: 4, 1024: 4},
+    12: dict.fromkeys(PAPER_WIDTHS, 4),
+}
+
+
+def check_size(width: int, depth: int, allow_any_size: bool = False) -> None:
+    """The paper's grid only, unless asked otherwise (tiny models for CPU demos)."""
+    if allow_any_size:
+        if width < 1 or depth < 1:
+            raise UserError(f"width and depth must be positive, not {width}×{depth}")
+        return
+    for name, value, allowed in (("width", width, PAPER_WIDTHS), ("depth", depth, PAPER_DEPTHS)):
+        if value not in allowed:
+            close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise UserError(
+                f"unknown {name} {value}: the paper's are {allowed}{hint} "
+                "(--allow-any-size for other sizes)"
+            )
+
+
+def heads_for(width: int) -> int:
+    """16 heads as in Table 2; fewer for tiny widths (the largest power of 2 dividing it)."""
+    heads = 16
+    while heads > 1 and width % heads:
+        heads //= 2
+    return heads
+
+
+def gpt_neo_config(
+    width: int,
+    depth: int,
+    vocab_size: int,
+    max_positions: int = 2048,
+    eos_token_id: int = 50256,
+    allow_any_size: bool = False,
+):
+    """Table 2: alternating global/local attention (window 256), gelu_new, no dropout."""
+    from transformers import GPTNeoConfig
+
+    check_size(width, depth, allow_any_size)
+    pattern = ["global", "local"]
+    types = [[pattern, depth // 2]] + ([[["global"], 1]] if depth % 2 else [])
+    return GPTNeoConfig(
+        vocab_size=vocab_size,
+        hidden_size=width,
+        num_layers=depth,
+        num_heads=heads_for(width),
+        attention_types=types,
+        window_size=256,
+        activation_function="gelu_new",
+        embed_dropout=0.0,
+        attention_dropout=0.0,
+        resid_dropout=0.0,
+        intermediate_size=None,
+        max_position_embeddings=max(max_positions, 2048),
+        initializer_range=0.02,
+        layer_norm_epsilon=1e-5,
+        bos_token_id=eos_token_id,
+        eos_token_id=eos_token_id,
+        use_cache=True,
+    )
+
+
+def build_model(width: int, depth: int, vocab_size: int, seed: int, **kwargs):
+    """A freshly initialised GPT-Neo; the seed fixes the initialisation."""
+    import torch
+    from transformers import GPTNeoForCausalLM
+
+    config = gpt_neo_config(width, depth, vocab_size, **kwargs)
+    torch.manual_seed(seed)
+    return GPTNeoForCausalLM(config)
+
+
+def run_name(depth: int, width: int, epochs: int, weight_decay: float, seed: int = 0) -> str:
+    """The paper's run names, e.g. ``TinyStories-02x0768_01d`` (d: β = 0.0005, L: β = 0.1,
+    other decays written out), with ``-s{seed}`` for seeds other than 0."""
+    letter = {0.0005: "d", 0.1: "L"}.get(weight_decay, f"w{weight_decay:g}")
+    name = f"TinyStories-{depth:02d}x{width:04d}_{epochs:02d}{letter}"
+    return name if seed == 0 else f"{name}-s{seed:02d}"

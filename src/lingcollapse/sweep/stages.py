@@ -1,0 +1,151 @@
+"""The stages of a sweep cell, each through the command line's own contract.
+
+Every stage is the same call a user would type (``data prepare``, ``train``,
+``collect``, ``measure``, ``analyze``, ``report``), run in-process. Each is idempotent:
+it is skipped when its artifact is complete and resumed or redone when it is not, so a
+killed sweep continues where it stopped by running the same command again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from lingcollapse.errors import UserError
+from lingcollapse.io import write_json
+from lingcollapse.sweep.grid import Cell, Grid
+
+log = logging.getLogger(__name__)
+
+
+def command(argv: list[str]) -> None:
+    """Run one ``lingcollapse`` command in-process; bad input propagates as UserError."""
+    from lingcollapse.cli import build_parser
+
+    args = build_parser().parse_args([str(a) for a in argv])
+    code = args.func(args)
+    if code:
+        raise UserError(f"`lingcollapse {' '.join(map(str, argv[:2]))}` exited with {code}")
+
+
+def options(table: dict) -> list[str]:
+    """``{"batch_size": 8, "covariance": True}`` → ``--batch-size 8 --covariance``."""
+    argv: list[str] = []
+    for key, value in table.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value not in (False, None):
+            argv += [flag, str(value)]
+    return argv
+
+
+def prepare_data(grid: Grid, out: Path) -> Path:
+    """The sweep's shared data dir (``OUT/data``), made once."""
+    data = out / "data"
+    if (data / "meta.json").is_file():
+        return data
+    log.info("sweep: preparing data in %s", data)
+    command(["data", "prepare", "--out", data, *options(grid.data)])
+    return data
+
+
+def run_cell(grid: Grid, cell: Cell, out: Path, data: Path) -> Path:
+    """Train (or fetch), collect train and validation stats, and measure one cell."""
+    run = out / "runs" / cell.name
+    model = train_cell(grid, cell, run, data) if cell.trained else cell.hub_id
+    stats = run / "stats"
+    common = ["--data", data, *options({k: v for k, v in grid.collect.items() if k != "min_count"})]
+    if cell.revision:
+        common += ["--revision", cell.revision]
+    _quietly(command, ["collect", model, "--out", stats / "train.safetensors", *common])
+    val = ["--split", "validation", "--train-stats", stats / "train.safetensors"]
+    if "min_count" in grid.collect:
+        val += ["--min-count", str(grid.collect["min_count"])]
+    _quietly(command, ["collect", model, "--out", stats / "validation.safetensors", *common, *val])
+    if not cell.trained:
+        write_json(run / "config.json", cell.identity())
+    measure = [
+        "measure",
+        stats / "train.safetensors",
+        "--out",
+        run,
+        "--json",
+        *options(grid.measure),
+    ]
+    if not cell.trained:
+        measure += ["--classifier", model]
+    _quietly(command, measure)
+    return run
+
+
+def train_cell(grid: Grid, cell: Cell, run: Path, data: Path) -> Path:
+    """``lingcollapse train`` for one grid cell; it resumes from its own checkpoints."""
+    if not _trained(run):
+        log.info("sweep: training %s", cell.name)
+        _quietly(
+            command,
+            [
+                "train",
+                "--data",
+                data,
+                "--out",
+                run,
+                "--width",
+                cell.width,
+                "--depth",
+                cell.depth,
+                "--epochs",
+                cell.epochs,
+                "--weight-decay",
+                cell.weight_decay,
+                "--seed",
+                cell.seed,
+                *options(grid.train_options),
+            ],
+        )
+    return run
+
+
+def _trained(run: Path) -> bool:
+    """A finished run has its model and its final evaluation."""
+    return (run / "model" / "config.json").is_file() and (run / "eval.json").is_file()
+
+
+def _quietly(fn, *args) -> None:
+    """Keep a stage's own stdout (measure's JSON) out of the sweep's output."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        fn(*args)
+
+
+def analyze(grid: Grid, out: Path) -> None:
+    """Results table, correlations, figures and the report over every measured cell."""
+    runs = sorted(p for p in (out / "runs").glob("*") if (p / "metrics.json").is_file())
+    if len(runs) < 3:
+        log.warning("sweep: %d measured run(s); correlations need at least 3", len(runs))
+        return
+    _quietly(
+        command, ["analyze", *runs, "--out", out, "--figures", "--json", *options(grid.analyze)]
+    )
+    command(["report", out])
+
+
+def record(grid: Grid, out: Path) -> None:
+    """Write the grid beside the runs; refuse a dir that holds another sweep's runs."""
+    path = out / "sweep.json"
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous != grid.source:
+            keys = sorted(
+                k for k in set(previous) | set(grid.source) if previous.get(k) != grid.source.get(k)
+            )
+            raise UserError(
+                f"{out} holds another sweep's runs, made with other settings "
+                f"(differing: {', '.join(keys)}); use another --out"
+            )
+        return
+    write_json(path, grid.source)
