@@ -66,6 +66,10 @@ def run_cell(grid: Grid, cell: Cell, out: Path, data: Path) -> Path:
     _quietly(command, ["collect", model, "--out", stats / "validation.safetensors", *common, *val])
     if not cell.trained:
         write_json(run / "config.json", cell.identity())
+    if _fresh(
+        run / "metrics.json", [stats / "train.safetensors", stats / "validation.safetensors"]
+    ):
+        return run
     measure = [
         "measure",
         stats / "train.safetensors",
@@ -78,6 +82,13 @@ def run_cell(grid: Grid, cell: Cell, out: Path, data: Path) -> Path:
         measure += ["--classifier", model]
     _quietly(command, measure)
     return run
+
+
+def _fresh(artifact: Path, inputs: list[Path]) -> bool:
+    """An artifact newer than every input it was made from is complete."""
+    return artifact.is_file() and all(
+        p.is_file() and p.stat().st_mtime_ns <= artifact.stat().st_mtime_ns for p in inputs
+    )
 
 
 def train_cell(grid: Grid, cell: Cell, run: Path, data: Path) -> Path:
