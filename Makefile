@@ -8,9 +8,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(BIN)/lingcollapse measure src/lingcollapse/examples/train.safetensors \
-		--validation src/lingcollapse/examples/validation.safetensors \
-		--classifier src/lingcollapse/examples/classifier.safetensors --out demo-out
+	$(BIN)/lingcollapse demo --out demo-out
 
 test: setup
 	$(BIN)/ruff check src tests benchmarks
