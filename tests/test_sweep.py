@@ -77,3 +77,28 @@ def test_bad_grid_names_the_key(tmp_path, capsys):
     grid.write_text(GRID.replace("widths", "widht"))
     assert main(["sweep", str(grid), "--out", str(tmp_path / "o")]) == 2
     assert "widht" in capsys.readouterr().err
+
+
+def test_slurm_executor_submits_cells_then_analyze(tmp_path):
+    """submitit's debug cluster runs the same jobs in-process: one per cell, then the
+    analyze/report job."""
+    import tomllib
+
+    from lingcollapse.sweep.executors import cell_hours, run_slurm
+    from lingcollapse.sweep.grid import parse_grid
+
+    grid = parse_grid(
+        tomllib.loads(
+            GRID.replace("widths = [8, 32]", "widths = [8, 16, 32]").replace(
+                "epochs = [1, 2]", "epochs = [1]"
+            )
+        )
+    )
+    out = tmp_path / "out"
+    jobs = run_slurm(grid, out, cluster="debug")
+    assert len(jobs) == 4
+    for job in jobs:
+        job.result()
+    assert len(list((out / "runs").glob("*/metrics.json"))) == 3
+    assert (out / "report.html").is_file()
+    assert cell_hours(grid, grid.cells[0]) == 8 + 6  # 1 epoch × 8 h + collection

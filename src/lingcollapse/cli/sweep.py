@@ -62,8 +62,11 @@ def _run(grid, out: Path, executor: str) -> int:
     with exclusive(out / "sweep.json", "sweep"):
         stages.record(grid, out)
         if executor == "slurm":
-            ids = executors.run_slurm(grid, out)
-            print(f"submitted {len(ids)} jobs; results will be in {out}")
+            jobs = executors.run_slurm(grid, out)
+            print(
+                f"submitted {len(jobs)} jobs ({', '.join(j.job_id for j in jobs)}); "
+                f"results will be in {out}"
+            )
             return 0
         executors.run_local(grid, out)
     print(

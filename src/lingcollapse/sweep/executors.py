@@ -41,8 +41,12 @@ def cell_hours(grid: Grid, cell: Cell) -> float:
     return (cell.epochs or 0) * per_epoch + collect
 
 
-def run_slurm(grid: Grid, out: Path) -> list[str]:
-    """Submit the sweep; returns the job ids (cells first, then analyze)."""
+def run_slurm(grid: Grid, out: Path, cluster: str | None = None) -> list:
+    """Submit the sweep; returns the submitit jobs (cells first, then analyze).
+
+    ``cluster`` is submitit's: None picks SLURM when present; "debug" runs the jobs in
+    this process when their results are asked for (used by the tests).
+    """
     try:
         import submitit
     except ImportError:
@@ -50,7 +54,7 @@ def run_slurm(grid: Grid, out: Path) -> list[str]:
             "the slurm executor needs submitit: pip install 'lingcollapse[slurm]'"
         ) from None
     data = stages.prepare_data(grid, out)  # once, here, before the jobs need it
-    executor = submitit.AutoExecutor(folder=out / "slurm" / "%j")
+    executor = submitit.AutoExecutor(folder=out / "slurm" / "%j", cluster=cluster)
     base = _resources(grid)
     jobs = []
     for cell in grid.cells:
@@ -67,7 +71,7 @@ def run_slurm(grid: Grid, out: Path) -> list[str]:
     )
     final = executor.submit(stages.analyze, grid, out)
     log.info("sweep: submitted %d cell jobs and analyze job %s", len(ids), final.job_id)
-    return [*ids, final.job_id]
+    return [*jobs, final]
 
 
 def _resources(grid: Grid) -> dict:

@@ -131,7 +131,14 @@ def _train(cfg, run: Path, data: Path, meta: dict, tokens, val_tokens) -> dict:
             "seq_len": seq_len,
         },
     )
-    bar = progress(total=total, initial=step, desc=f"train {cfg.name}", unit="step")
+    per_step = cfg.batch_size * seq_len  # tokens; the bar shows tokens/s and the ETA
+    bar = progress(
+        total=total * per_step,
+        initial=step * per_step,
+        desc=f"train {cfg.name}",
+        unit="tok",
+        unit_scale=True,
+    )
     with bar:
         while step < total:
             epoch, index = divmod(step, steps_per_epoch)
@@ -139,8 +146,8 @@ def _train(cfg, run: Path, data: Path, meta: dict, tokens, val_tokens) -> dict:
             batch = rows[index * cfg.batch_size : (index + 1) * cfg.batch_size]
             loss = _step(model, optimizer, schedule, tokens, np.sort(batch), device)
             step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            bar.update(len(batch) * seq_len)
+            bar.set_postfix_str(f"loss {loss:.3f}  step {step}/{total}", refresh=False)
             if step % 50 == 0 or step == total:
                 _log(
                     run,
