@@ -102,3 +102,18 @@ def test_slurm_executor_submits_cells_then_analyze(tmp_path):
     assert len(list((out / "runs").glob("*/metrics.json"))) == 3
     assert (out / "report.html").is_file()
     assert cell_hours(grid, grid.cells[0]) == 8 + 6  # 1 epoch × 8 h + collection
+
+
+def test_hub_style_model_cells_need_no_training(tmp_path):
+    """A [[models]] entry (any HF causal LM; here a local dir standing in for a hub id)
+    is collected and measured as it is, with its identity recorded."""
+    from tiny import save_model
+
+    model = save_model(tmp_path / "lm", "gpt2", vocab=300)
+    grid = tmp_path / "g.toml"
+    grid.write_text(GRID.split("[train]")[0] + f'[[models]]\nid = "{model}"\nname = "tiny-lm"\n')
+    out = tmp_path / "out"
+    assert main(["sweep", str(grid), "--out", str(out)]) == 0
+    metrics = json.loads((out / "runs" / "tiny-lm" / "metrics.json").read_text())
+    assert metrics["model"] == "tiny-lm" and "nc3_duality_mean" in metrics
+    assert not (out / "runs" / "tiny-lm" / "model").exists()
