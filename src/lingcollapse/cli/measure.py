@@ -8,8 +8,7 @@ import logging
 import warnings
 from pathlib import Path
 
-import torch
-
+from lingcollapse.device import pick_device
 from lingcollapse.errors import UserError
 from lingcollapse.io import atomic_path, write_json
 from lingcollapse.metrics import conventions
@@ -74,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     validation = _optional_validation(args)
     classifier = _classifier(args.classifier, run_dir, args.notes)
     ood = load_stats(args.ood, kind="train") if args.ood else None
-    device = _device(args.device)
+    device = pick_device(args.device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = measure(
@@ -130,17 +129,6 @@ def _classifier(source: str | None, run_dir: Path, notes: list[str]):
         source = str(run_dir / "model")
         notes.append(f"using the classifier of {source}")
     return None if source is None else load_classifier(source)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but CUDA is not available; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}: use cpu, cuda or auto") from None
 
 
 def _identity(run_dir: Path, meta: dict) -> dict:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as tdist
 
-from lingcollapse.errors import UserError
+from lingcollapse.device import pick_device
 from lingcollapse.stats.classes import ClassStats
 from lingcollapse.stats.validation import VALIDATION_KEYS, ValidationStats
 
@@ -27,18 +27,6 @@ class Dist:
     @property
     def tag(self) -> str:
         return f" [rank {self.rank}/{self.world}]" if self.world > 1 else ""
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda was asked for but CUDA is not available")
-        return torch.device("cuda", local_rank if name == "cuda" else torch.device(name).index)
-    if name != "cpu":
-        raise UserError(f"unknown --device {name!r}: use auto, cpu or cuda")
-    return torch.device("cpu")
 
 
 def setup(device: str) -> Dist:
