@@ -93,7 +93,8 @@ def train(cfg: TrainConfig) -> dict:
     vocab = int(meta["vocab_size"])
     train_tokens = _load_split(data, "train", vocab)
     val_tokens = _load_split(data, "validation", vocab)
-    if (run / "eval.json").is_file() and _same_config(run, cfg):
+    if (run / "eval.json").is_file():  # finished before: the same config, or refuse
+        _check_config(run / "config.json", cfg)
         return json.loads((run / "eval.json").read_text())
     with exclusive(run / "checkpoint", "training run"):
         return _train(cfg, run, data, meta, train_tokens, val_tokens)
@@ -265,11 +266,6 @@ def _resume(run: Path, cfg, model, optimizer, schedule) -> int:
     schedule.load_state_dict(other["schedule"])
     log.info("resuming %s at step %d", run, state["step"])
     return int(state["step"])
-
-
-def _same_config(run: Path, cfg) -> bool:
-    _check_config(run / "config.json", cfg)
-    return True
 
 
 def _check_config(path: Path, cfg) -> None:
