@@ -7,45 +7,12 @@ in rank order with Chan's formula, so the result does not depend on timing.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import torch
 import torch.distributed as tdist
 
-from lingcollapse.device import pick_device
+from lingcollapse.device import Dist
 from lingcollapse.stats.classes import ClassStats
 from lingcollapse.stats.validation import VALIDATION_KEYS, ValidationStats
-
-
-@dataclass
-class Dist:
-    rank: int
-    world: int
-    device: torch.device
-
-    @property
-    def tag(self) -> str:
-        return f" [rank {self.rank}/{self.world}]" if self.world > 1 else ""
-
-
-def setup(device: str) -> Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return Dist(0, 1, pick_device(device))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = pick_device(device, local_rank)
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    if not tdist.is_initialized():
-        tdist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return Dist(tdist.get_rank(), tdist.get_world_size(), dev)
-
-
-def finish(dist: Dist) -> None:
-    if dist.world > 1 and tdist.is_initialized():
-        tdist.barrier()
-        tdist.destroy_process_group()
 
 
 def _tensors(stats: ClassStats | ValidationStats) -> list[torch.Tensor]:

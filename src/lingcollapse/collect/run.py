@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from lingcollapse.collect import distributed
 from lingcollapse.collect.data import Shard, open_split
 from lingcollapse.collect.model import EmbeddingModel, load_model
+from lingcollapse.device import finish, setup
 from lingcollapse.errors import UserError
 from lingcollapse.io import atomic_path, exclusive
 from lingcollapse.progress import progress
@@ -108,7 +109,7 @@ def layer_path(out: str | Path, layer: int | str) -> Path:
 
 def collect(cfg: CollectConfig) -> list[Path]:
     """Run the pass; returns the stats files written (rank 0) or [] (other ranks)."""
-    dist = distributed.setup(cfg.device)
+    dist = setup(cfg.device)
     device = dist.device
     model = load_model(cfg.model, cfg.revision, cfg.dtype, device, cfg.trust_remote_code)
     layers = parse_layers(cfg.layers, model.num_layers)
@@ -122,7 +123,7 @@ def collect(cfg: CollectConfig) -> list[Path]:
         accs = _accumulators(cfg, model, layers, device)
         cursor = _resume(partial, fingerprint, accs, outputs)
         if cursor is None:  # finished before, with this very configuration
-            distributed.finish(dist)
+            finish(dist)
             return outputs if dist.rank == 0 else []
         _pass(cfg, model, tokens, rows, layers, accs, cursor, partial, fingerprint, dist)
         return _write(cfg, model, tokens, layers, outputs, accs, partial, fingerprint, dist)
@@ -139,7 +140,7 @@ def _write(cfg, model, tokens, layers, outputs, accs, partial, fingerprint, dist
             save_stats(path, results[layer], **meta, layer=str(layer))
             written.append(path)
     partial.unlink(missing_ok=True)
-    distributed.finish(dist)
+    finish(dist)
     return written
 
 
