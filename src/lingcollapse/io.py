@@ -31,9 +31,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
-        _fsync(tmp)
+        fsync(tmp)
         os.replace(tmp, path)
-        _fsync(path.parent)  # the rename itself survives a power cut
+        fsync(path.parent)  # the rename itself survives a power cut
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -46,7 +46,8 @@ def _umask() -> int:
     return mask
 
 
-def _fsync(path: str | os.PathLike) -> None:
+def fsync(path: str | os.PathLike) -> None:
+    """Flush a file, or a directory's entries (a rename in it), to the disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
