@@ -19,7 +19,8 @@ def progress(
     initial: int = 0,
     **kwargs: Any,
 ) -> tqdm:
-    """A tqdm bar shown only when stderr is a terminal (so logs and CI stay clean)."""
+    """A tqdm bar shown only when stderr is a terminal (so logs and CI stay clean) and
+    not ``disable``d (e.g. on every rank but 0)."""
     return tqdm(
         iterable,
         total=total,
@@ -27,7 +28,7 @@ def progress(
         unit=unit,
         unit_scale=unit_scale,
         initial=initial,
-        disable=not sys.stderr.isatty(),
+        disable=kwargs.pop("disable", False) or not sys.stderr.isatty(),
         dynamic_ncols=True,
         smoothing=0.05,
         **kwargs,

@@ -12,7 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train one GPT-Neo model (resumable)",
         description="Teacher-forced cross-entropy with AdamW and a linear learning-rate decay "
         "without warm-up (the paper's Appendix C). Re-running the same command after an "
-        "interruption resumes from the last checkpoint.",
+        "interruption resumes from the last checkpoint. Data-parallel on several GPUs or "
+        "nodes: `torchrun --nproc-per-node N $(which lingcollapse) train …` (or "
+        "`accelerate launch`).",
     )
     p.add_argument("--data", required=True, help="data dir from `data prepare`")
     p.add_argument("--out", required=True, help="run dir to write")
@@ -30,6 +32,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--allow-any-size",
         action="store_true",
         help="widths/depths outside the paper's grid (tiny CPU models)",
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument(
+        "--attention",
+        choices=("sdpa", "eager"),
+        default="sdpa",
+        help="sdpa: fused kernels computing GPT-Neo's unscaled attention (default); "
+        "eager: Hugging Face's own",
+    )
+    p.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="torch.compile the model and loss (auto: on CUDA)",
     )
     p.set_defaults(func=run)
 
@@ -49,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         checkpoint_every=args.checkpoint_every,
         allow_any_size=args.allow_any_size,
+        device=args.device,
+        attention=args.attention,
+        compile=args.compile,
     )
     print(json.dumps(train(cfg)))
     return 0

@@ -7,6 +7,12 @@ same command after an interruption (even ``kill -9``) resumes there and ends wit
 weights an uninterrupted run ends with. The run dir holds ``model/`` (HF format,
 safetensors, with the tokenizer), ``config.json`` (the resolved config and the run's
 identity), ``log.jsonl`` and ``eval.json`` (token-weighted validation loss and accuracy).
+
+Speed without changing the function: GPT-Neo's attention runs through SDPA
+(:mod:`lingcollapse.models.attention`), the LM head and the float32 cross-entropy sit in
+one module that ``torch.compile`` fuses on CUDA, AdamW is fused on CUDA, and the loss is
+read back only every few steps. Under ``torchrun`` (or ``accelerate launch``) each rank
+trains on its share of every batch with DDP; the gradient is the single-process one.
 """
 
 from __future__ import annotations
@@ -23,10 +29,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lingcollapse.device import finish, setup
 from lingcollapse.errors import UserError
-from lingcollapse.io import atomic_path, exclusive, write_json
+from lingcollapse.io import exclusive, write_json, write_text
+from lingcollapse.models.attention import use_sdpa
 from lingcollapse.models.gpt_neo import TABLE3_BATCH, build_model, check_size, run_name
 from lingcollapse.progress import progress
+from lingcollapse.train import checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +55,9 @@ class TrainConfig:
     batch_size: int | None = None  # None: Table 3's for the paper's sizes, else 16
     checkpoint_every: int = 500  # steps
     allow_any_size: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: the rank's GPU)
+    attention: str = "sdpa"  # sdpa (fused, same function) | eager (Hugging Face's own)
+    compile: str = "auto"  # torch.compile: auto (on CUDA) | on | off
 
     def __post_init__(self) -> None:
         check_size(self.width, self.depth, self.allow_any_size)
@@ -59,16 +71,21 @@ class TrainConfig:
             self.batch_size = TABLE3_BATCH.get(self.depth, {}).get(self.width, 16)
         if self.batch_size < 1 or self.checkpoint_every < 1:
             raise UserError("--batch-size and --checkpoint-every must be at least 1")
+        for name, allowed in (("attention", ("sdpa", "eager")), ("compile", ("auto", "on", "off"))):
+            if getattr(self, name) not in allowed:
+                raise UserError(f"--{name} must be one of {', '.join(allowed)}")
 
     @property
     def name(self) -> str:
         return run_name(self.depth, self.width, self.epochs, self.weight_decay, self.seed)
 
     def recorded(self) -> dict:
-        """The fields that must match to resume (paths may move)."""
-        return {
-            k: v for k, v in asdict(self).items() if k not in ("data", "out", "checkpoint_every")
-        }
+        """The fields that must match to resume: those that decide the weights (paths
+        may move, and the device, kernels and world size only change the rounding)."""
+        return {k: v for k, v in asdict(self).items() if k not in RUNTIME}
+
+
+RUNTIME = ("data", "out", "checkpoint_every", "device", "attention", "compile")
 
 
 def _load_split(data: Path, split: str, vocab: int) -> np.ndarray:
@@ -87,51 +104,99 @@ def _meta(data: Path) -> dict:
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Train one model into ``cfg.out``; returns the final evaluation."""
+    """Train one model into ``cfg.out``; returns the final evaluation.
+
+    Under ``torchrun`` every rank runs this: each takes its share of every batch (DDP),
+    rank 0 writes the run dir.
+    """
     run, data = Path(cfg.out), Path(cfg.data)
     meta = _meta(data)
     vocab = int(meta["vocab_size"])
-    train_tokens = _load_split(data, "train", vocab)
+    tokens = _load_split(data, "train", vocab)
     val_tokens = _load_split(data, "validation", vocab)
     if (run / "eval.json").is_file():  # finished before: the same config, or refuse
         _check_config(run / "config.json", cfg)
         return json.loads((run / "eval.json").read_text())
-    with exclusive(run / "checkpoint", "training run"):
-        return _train(cfg, run, data, meta, train_tokens, val_tokens)
+    dist = setup(cfg.device)
+    try:
+        if dist.rank:
+            return _train(cfg, run, data, meta, tokens, val_tokens, dist)
+        with exclusive(run / "checkpoint", "training run"):
+            return _train(cfg, run, data, meta, tokens, val_tokens, dist)
+    finally:
+        finish(dist)
 
 
-def _train(cfg, run: Path, data: Path, meta: dict, tokens, val_tokens) -> dict:
-    from lingcollapse.hub import quiet
+class _Objective(torch.nn.Module):
+    """Summed next-token cross-entropy (and top-1 hits) of a causal LM on (B, T) ids.
 
-    quiet()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    vocab, seq_len = int(meta["vocab_size"]), tokens.shape[1]
+    The LM head runs on the T−1 positions that have a next token, in one module, so
+    ``torch.compile`` fuses the float32 log-softmax instead of materialising (B, T, V)
+    float32 logits, and DDP sees a single forward.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids):  # (B, T) → (), ()
+        hidden = self.model.base_model(input_ids=ids, use_cache=False).last_hidden_state
+        logits = self.model.get_output_embeddings()(hidden[:, :-1]).float()  # (B, T−1, V)
+        labels = ids[:, 1:]
+        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum")
+        return loss, (logits.argmax(-1) == labels).sum()
+
+
+def _build(cfg, meta: dict, seq_len: int, dist):
     model = build_model(
         cfg.width,
         cfg.depth,
-        vocab,
+        int(meta["vocab_size"]),
         cfg.seed,
         max_positions=seq_len,
         eos_token_id=int(meta.get("eos_token_id", 0)),
         allow_any_size=cfg.allow_any_size,
-    ).to(device)
+    ).to(dist.device)
+    if cfg.attention == "sdpa":
+        use_sdpa(model)
+    net = _Objective(model)
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [dist.device.index] if dist.device.type == "cuda" else None
+        net = DistributedDataParallel(net, device_ids=ids)
+    compiled = cfg.compile == "on" or (cfg.compile == "auto" and dist.device.type == "cuda")
+    return model, (torch.compile(net) if compiled else net)
+
+
+def _train(cfg, run: Path, data: Path, meta: dict, tokens, val_tokens, dist) -> dict:
+    from lingcollapse.hub import quiet
+
+    quiet()
+    seq_len = tokens.shape[1]
+    model, net = _build(cfg, meta, seq_len, dist)
     steps_per_epoch = math.ceil(tokens.shape[0] / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
+        model.parameters(),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        fused=dist.device.type == "cuda",
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / total))
-    step = _resume(run, cfg, model, optimizer, schedule)
-    write_json(
-        run / "config.json",
-        {
-            **asdict(cfg),
-            "model": cfg.name,
-            "n_params": model.num_parameters(),
-            "vocab_size": vocab,
-            "seq_len": seq_len,
-        },
-    )
+    step = _resume(run, cfg, model, optimizer, schedule, dist)
+    if dist.rank == 0:
+        write_json(
+            run / "config.json",
+            {
+                **asdict(cfg),
+                "model": cfg.name,
+                "n_params": model.num_parameters(),
+                "vocab_size": int(meta["vocab_size"]),
+                "seq_len": seq_len,
+                "world_size": dist.world,
+            },
+        )
     per_step = cfg.batch_size * seq_len  # tokens; the bar shows tokens/s and the ETA
     bar = progress(
         total=total * per_step,
@@ -139,33 +204,33 @@ def _train(cfg, run: Path, data: Path, meta: dict, tokens, val_tokens) -> dict:
         desc=f"train {cfg.name}",
         unit="tok",
         unit_scale=True,
+        disable=dist.rank != 0,
     )
     with bar:
         while step < total:
             epoch, index = divmod(step, steps_per_epoch)
             rows = _order(cfg.seed, epoch, tokens.shape[0])
-            batch = rows[index * cfg.batch_size : (index + 1) * cfg.batch_size]
-            loss = _step(model, optimizer, schedule, tokens, np.sort(batch), device)
+            batch = np.sort(rows[index * cfg.batch_size : (index + 1) * cfg.batch_size])
+            loss = _step(net, optimizer, schedule, tokens, batch, dist)
             step += 1
             bar.update(len(batch) * seq_len)
-            bar.set_postfix_str(f"loss {loss:.3f}  step {step}/{total}", refresh=False)
-            if step % 50 == 0 or step == total:
-                _log(
-                    run,
-                    {"step": step, "epoch": epoch, "loss": loss, "lr": schedule.get_last_lr()[0]},
+            if step % _REPORT_EVERY == 0 or step == total or step % steps_per_epoch == 0:
+                value = _global_mean(loss, len(batch) * (seq_len - 1), dist)
+                bar.set_postfix_str(f"loss {value:.3f}  step {step}/{total}", refresh=False)
+                if step % 50 == 0 or step == total:
+                    lr = schedule.get_last_lr()[0]
+                    _log(run, dist, {"step": step, "epoch": epoch, "loss": value, "lr": lr})
+            if step % steps_per_epoch == 0:
+                metrics = evaluate(net, val_tokens, cfg.batch_size, dist)
+                _log(run, dist, {"step": step, "epoch": epoch + 1, **metrics})
+            if dist.rank == 0 and (step % cfg.checkpoint_every == 0 or step % steps_per_epoch == 0):
+                checkpoint.save(
+                    run / "checkpoint", step, model, optimizer, schedule, cfg.recorded()
                 )
-            if step % cfg.checkpoint_every == 0 or step % steps_per_epoch == 0:
-                if step % steps_per_epoch == 0:
-                    _log(
-                        run,
-                        {
-                            "step": step,
-                            "epoch": epoch + 1,
-                            **evaluate(model, val_tokens, cfg.batch_size, device),
-                        },
-                    )
-                _checkpoint(run, cfg, model, optimizer, schedule, step)
-    return _finish(run, data, model, val_tokens, cfg, device)
+    return _finish(run, data, model, net, val_tokens, cfg, dist)
+
+
+_REPORT_EVERY = 10  # steps between reading the loss back (a device sync)
 
 
 def _order(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -174,45 +239,70 @@ def _order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def _step(model, optimizer, schedule, tokens, rows, device) -> float:
-    ids = torch.from_numpy(np.asarray(tokens[rows]).astype(np.int64)).to(device)  # (B, T)
-    model.train()
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        logits = model(input_ids=ids).logits  # (B, T, V)
-    loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+def _rows(tokens, rows: np.ndarray, device) -> torch.Tensor:
+    ids = torch.from_numpy(np.asarray(tokens[rows]).astype(np.int64))  # (B, T)
+    return ids.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else ids
+
+
+def _step(net, optimizer, schedule, tokens, batch: np.ndarray, dist) -> torch.Tensor:
+    """One AdamW step on the mean loss over every (context, next token) of ``batch``.
+
+    Each rank takes rows ``rank::world`` and scales its summed loss by
+    world / (global token count); DDP's gradient average then gives exactly the
+    single-process mean. A rank left without a row (a short last batch) runs row 0 with
+    weight 0, so every rank joins the gradient all-reduce.
+    """
+    mine, weight = batch[dist.rank :: dist.world], 1.0
+    if len(mine) == 0:
+        mine, weight = batch[:1], 0.0
+    ids = _rows(tokens, mine, dist.device)
+    net.train()
+    with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=dist.device.type == "cuda"):
+        loss_sum, _ = net(ids)
+    count = len(batch) * (ids.shape[1] - 1)
+    (loss_sum * (weight * dist.world / count)).backward()
     optimizer.step()
     schedule.step()
-    return float(loss.detach())
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum.detach() * weight
+
+
+def _global_mean(loss_sum: torch.Tensor, count: int, dist) -> float:
+    """The batch's mean loss over all ranks (every rank must call this together)."""
+    if dist.world > 1:
+        loss_sum = loss_sum.clone()
+        torch.distributed.all_reduce(loss_sum)
+    return float(loss_sum) / count
 
 
 @torch.no_grad()
-def evaluate(model, tokens, batch_size: int, device) -> dict:
+def evaluate(net, tokens, batch_size: int, dist) -> dict:
     """Token-weighted validation loss and top-1 accuracy over every (context, next
-    token) pair of the split."""
-    model.eval()
-    loss_sum, hits, count = 0.0, 0, 0
-    for start in range(0, tokens.shape[0], batch_size):
-        ids = torch.from_numpy(np.asarray(tokens[start : start + batch_size]).astype(np.int64))
-        ids = ids.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(input_ids=ids).logits[:, :-1].float()  # (B, T−1, V)
-        labels = ids[:, 1:]
-        loss_sum += float(F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum"))
-        hits += int((logits.argmax(-1) == labels).sum())
-        count += labels.numel()
-    loss = loss_sum / count
+    token) pair of the split; under DDP each rank takes a contiguous block of rows."""
+    net.eval()
+    n = tokens.shape[0]
+    lo, hi = n * dist.rank // dist.world, n * (dist.rank + 1) // dist.world
+    sums = torch.zeros(3, dtype=torch.float64, device=dist.device)  # loss, hits, count
+    for start in range(lo, hi, batch_size):
+        ids = _rows(tokens, np.arange(start, min(start + batch_size, hi)), dist.device)
+        with torch.autocast(dist.device.type, torch.bfloat16, enabled=dist.device.type == "cuda"):
+            loss_sum, hits = net(ids)
+        sums += torch.stack([loss_sum.double(), hits.double(), sums.new_tensor(ids[:, 1:].numel())])
+    if dist.world > 1:
+        torch.distributed.all_reduce(sums)
+    loss, hits, count = sums.tolist()
     return {
-        "val_loss": loss,
+        "val_loss": loss / count,
         "val_acc": hits / count,
-        "val_ppl": math.exp(min(loss, 700.0)),
-        "val_tokens": count,
+        "val_ppl": math.exp(min(loss / count, 700.0)),
+        "val_tokens": int(count),
     }
 
 
-def _finish(run: Path, data: Path, model, val_tokens, cfg, device) -> dict:
-    result = evaluate(model, val_tokens, cfg.batch_size, device)
+def _finish(run: Path, data: Path, model, net, val_tokens, cfg, dist) -> dict:
+    result = evaluate(net, val_tokens, cfg.batch_size, dist)
+    if dist.rank:
+        return result
     target = run / "model"
     tmp = run / ".model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -221,56 +311,57 @@ def _finish(run: Path, data: Path, model, val_tokens, cfg, device) -> dict:
         shutil.copytree(data / "tokenizer", tmp, dirs_exist_ok=True)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
-    _log(run, {"final": True, **result})
+    _log(run, dist, {"final": True, **result})
     write_json(run / "eval.json", result)  # last: its presence marks a finished run
     shutil.rmtree(run / "checkpoint", ignore_errors=True)
     return result
 
 
-def _log(run: Path, record: dict) -> None:
+def _log(run: Path, dist, record: dict) -> None:
+    if dist.rank:
+        return
     run.mkdir(parents=True, exist_ok=True)
     with open(run / "log.jsonl", "a") as f:
         f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
 
 
-# ------------------------------------------------------------------ checkpoints
-
-
-def _checkpoint(run: Path, cfg, model, optimizer, schedule, step: int) -> None:
-    """Model (safetensors), optimizer and scheduler state, position: written atomically."""
-    from safetensors.torch import save_model
-
-    ckpt = run / "checkpoint"
-    ckpt.mkdir(parents=True, exist_ok=True)
-    with atomic_path(ckpt / "model.safetensors") as tmp:
-        save_model(model, str(tmp))  # handles the tied input/output embeddings
-    with atomic_path(ckpt / "optimizer.pt") as tmp:
-        torch.save({"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()}, tmp)
-    write_json(ckpt / "state.json", {"step": step, "config": cfg.recorded()})
-
-
-def _resume(run: Path, cfg, model, optimizer, schedule) -> int:
-    from safetensors.torch import load_model
-
-    state_path = run / "checkpoint" / "state.json"
-    if not state_path.is_file():
-        if run.exists() and (run / "config.json").is_file():
+def _resume(run: Path, cfg, model, optimizer, schedule, dist) -> int:
+    found = checkpoint.latest(run / "checkpoint")
+    if found is None:
+        if (run / "config.json").is_file():
             _check_config(run / "config.json", cfg)
         return 0
-    state = json.loads(state_path.read_text())
+    path, state = found
     _check_fields(state["config"], cfg.recorded(), run)
-    load_model(model, str(run / "checkpoint" / "model.safetensors"))
-    # our own file, never one from outside; weights_only keeps unpickling to tensors
-    other = torch.load(run / "checkpoint" / "optimizer.pt", weights_only=True)
-    optimizer.load_state_dict(other["optimizer"])
-    schedule.load_state_dict(other["schedule"])
-    log.info("resuming %s at step %d", run, state["step"])
-    return int(state["step"])
+    step = checkpoint.restore(path, state, model, optimizer, schedule)
+    log.info("resuming %s at step %d", run, step)
+    if dist.rank == 0:
+        _trim_log(run / "log.jsonl", step)
+    return step
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop the records an interrupted run wrote after its last checkpoint: the resumed
+    run writes them again, so the log reads as one uninterrupted run."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [x for x in lines if _record_step(x) <= step]
+    if len(kept) != len(lines):
+        write_text(path, "".join(kept))
+
+
+def _record_step(line: str) -> float:
+    """A log line's step; a line torn by the kill counts as after every checkpoint."""
+    try:
+        return json.loads(line).get("step", 0)
+    except ValueError:
+        return math.inf
 
 
 def _check_config(path: Path, cfg) -> None:
     recorded = json.loads(path.read_text())
-    names = {f.name for f in fields(TrainConfig)} - {"data", "out", "checkpoint_every"}
+    names = {f.name for f in fields(TrainConfig)} - set(RUNTIME)
     _check_fields({k: recorded.get(k) for k in names}, cfg.recorded(), path.parent)
 
 
