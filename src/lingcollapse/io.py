@@ -3,18 +3,28 @@
 - :func:`atomic_path`: write to a temporary file beside the target, fsync, rename.
   Readers see the old file or the new one, never a partial one, even after a crash.
 - :func:`exclusive`: an advisory lock so two processes cannot write one output.
+- :func:`remove_stale_temps`: the temporary files a ``kill -9`` left, removed under the lock.
+- :func:`write_json` / :func:`read_json`: JSON that can carry a checksum of its content,
+  so a bit flip is detected on load, and that fails to load with a clear error.
+- :func:`file_sha256`: a file's SHA-256, streamed (a 2 GB split never sits in memory).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
+import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from lingcollapse import faults
+
+CHECKSUM = "content_sha256"  # the key of a JSON object's checksum of its other keys
 
 
 @contextlib.contextmanager
@@ -32,12 +42,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         fsync(tmp)
+        faults.point(f"write:{path}")
         os.replace(tmp, path)
         fsync(path.parent)  # the rename itself survives a power cut
+        faults.point(f"wrote:{path}")
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temps(path: str | os.PathLike) -> None:
+    """Remove the temporary files of :func:`atomic_path` for ``path`` that killed runs
+    left (``kill -9`` skips every clean-up; a checkpoint's can be gigabytes). Only for a
+    caller that holds the lock guarding ``path``: no other writer can be using them."""
+    path = Path(path)
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.????????.tmp"):  # mkstemp's
+        tmp.unlink(missing_ok=True)
 
 
 def _umask() -> int:
@@ -86,5 +107,45 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
+def write_json(path: str | os.PathLike, obj: Any, checksum: bool = False) -> None:
+    """Write ``obj`` atomically; with ``checksum``, a dict gains a last key ``content_sha256``
+    over its other keys (see :func:`read_json`)."""
+    if checksum:
+        body = {k: v for k, v in obj.items() if k != CHECKSUM}
+        obj = {**body, CHECKSUM: _json_sha256(body)}
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+
+
+def read_json(path: str | os.PathLike, remedy: str) -> Any:
+    """Load a JSON file; a truncated, garbled or (where it records its ``content_sha256``)
+    bit-flipped one is a :class:`UserError` naming the file and ``remedy``, the fix."""
+    from lingcollapse.errors import UserError, first_line
+
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError
+        raise UserError(f"cannot read {path} ({first_line(err)}): {remedy}") from None
+    if isinstance(data, dict) and CHECKSUM in data:
+        body = {k: v for k, v in data.items() if k != CHECKSUM}
+        if _json_sha256(body) != data[CHECKSUM]:
+            raise UserError(
+                f"{path} is corrupt: its contents do not match the checksum it records "
+                f"(a flipped bit or a broken copy): {remedy}"
+            )
+    return data
+
+
+def _json_sha256(obj: dict) -> str:
+    """Of a canonical text: key order and whitespace do not matter, every value does
+    (floats round-trip exactly through their repr)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike, block: int = 1 << 24) -> str:
+    """SHA-256 of a file's bytes, read in 16 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
