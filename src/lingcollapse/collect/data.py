@@ -3,6 +3,9 @@
 Each chunk of T tokens gives T − 1 samples: the context embedding at position t is a
 sample of class ``x_{t+1}``; the first token is never a label and the last position
 predicts nothing (paper §3.1, footnote 6), so a split holds N = S(T − 1) samples.
+
+Where the data dir's ``meta.json`` records a split's SHA-256 (``data prepare`` does), the
+file is checked against it before use; data dirs made otherwise load unchecked.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lingcollapse.errors import UserError
+from lingcollapse.errors import UserError, first_line
+from lingcollapse.io import file_sha256, read_json
+
+REMAKE = "re-create the data dir with `lingcollapse data prepare --overwrite`, or copy it again"
 
 
 @dataclass(frozen=True)
@@ -61,12 +67,12 @@ def open_split(data_dir: str | Path, split: str, vocab_size: int) -> np.ndarray:
             f"{path} not found: the data dir has no {split} split "
             "(re-run `lingcollapse data prepare`)"
         )
+    _check_sha256(path, split)
     try:
         tokens = np.load(path, mmap_mode="r")
     except (ValueError, OSError) as err:
         raise UserError(
-            f"cannot read {path} as a NumPy array ({err}); re-create the data "
-            "dir with `lingcollapse data prepare`"
+            f"cannot read {path} as a NumPy array ({first_line(err)}); {REMAKE}"
         ) from None
     if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer):
         raise UserError(
@@ -80,6 +86,21 @@ def open_split(data_dir: str | Path, split: str, vocab_size: int) -> np.ndarray:
         )
     _check_ids(path, tokens, vocab_size)
     return tokens
+
+
+def _check_sha256(path: Path, split: str) -> None:
+    """The split's bytes against the SHA-256 in ``meta.json`` (~1 s per GB, streamed)."""
+    meta_path = path.parent / "meta.json"
+    if not meta_path.is_file():
+        return
+    meta = read_json(meta_path, REMAKE)
+    entry = meta.get("splits", {}).get(split, {}) if isinstance(meta, dict) else {}
+    expected = entry.get("sha256") if isinstance(entry, dict) else None
+    if expected is not None and file_sha256(path) != expected:
+        raise UserError(
+            f"{path} is corrupt: its bytes do not match the SHA-256 recorded in {meta_path} "
+            f"(truncated, or a flipped bit); {REMAKE}"
+        )
 
 
 def _check_ids(path: Path, tokens: np.ndarray, vocab_size: int, rows: int = 4096) -> None:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lingcollapse import faults
+
 GROUP_TEXTS_BATCH = 1000  # datasets.map's default batch_size, which run_clm keeps
 _DTYPE = np.dtype("<i4")
 _MAX_ROWS = 10**15  # placeholder S: numpy pads the header for growth, so any S fits
@@ -67,6 +69,7 @@ class ChunkWriter:
             self.label_counts += counts
         self._file.write(chunks.tobytes())
         self.rows += len(chunks)
+        faults.point("data.chunks")
 
     def close(self) -> int:
         """Write the true header (same length as the placeholder) and return S."""

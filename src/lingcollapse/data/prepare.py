@@ -2,12 +2,14 @@
 
 The output is built in a hidden temporary dir beside ``out`` and renamed into place at
 the end, so an interrupted run leaves no half data dir, and an existing data dir is only
-replaced when asked (``overwrite``).
+replaced when asked (``overwrite``). ``meta.json`` records the SHA-256 of each split and
+of itself, so a truncated or damaged copy is detected when the data is read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import shutil
@@ -19,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lingcollapse import __version__
+from lingcollapse import __version__, faults
 from lingcollapse.data import packing, tokenizer
 from lingcollapse.data.corpus import Corpus, split_documents
 from lingcollapse.errors import UserError
-from lingcollapse.io import exclusive, write_json
+from lingcollapse.io import exclusive, file_sha256, write_json
 from lingcollapse.progress import progress
 
 FORMAT = "lingcollapse.data/1"
@@ -135,7 +137,7 @@ def prepare(cfg: PrepareConfig) -> Prepared:
         if splits["validation"]["S"] == 0:
             log.warning("warning: the validation split holds no chunk of T = %d", cfg.seq_len)
         meta = _meta(cfg, corpus, tok, tok_meta, splits)
-        write_json(tmp / "meta.json", meta)
+        write_json(tmp / "meta.json", meta, checksum=True)
     return Prepared(cfg.out, meta, timings)
 
 
@@ -178,10 +180,12 @@ def _refuse_existing(out: Path, overwrite: bool) -> None:
 def _staging(out: Path, overwrite: bool) -> Iterator[Path]:
     """A temporary dir beside ``out``, renamed to ``out`` on success, removed on failure."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the usual mode
+        faults.point(f"write-dir:{out}")
         if out.exists() and overwrite:
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
             os.replace(out, old / "data")  # both renames stay on one file system
@@ -192,6 +196,15 @@ def _staging(out: Path, overwrite: bool) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _remove_stale(out: Path) -> None:
+    """Staging dirs of runs that were killed (``kill -9`` skips every clean-up): under
+    the lock on ``out`` no other run can be using them, and each may be gigabytes."""
+    for stale in out.parent.glob(f".{glob.escape(out.name)}.*"):
+        if stale.is_dir() and stale.suffix in (".tmp", ".old"):
+            log.info("removing %s, left by an interrupted run", stale)
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _umask() -> int:
@@ -262,6 +275,7 @@ def _pack_split(cfg: PrepareConfig, docs, tok, path: Path, split: str) -> dict:
         "S": S,
         "N": S * (cfg.seq_len - 1),
         "C": int(np.count_nonzero(labels)),
+        "sha256": file_sha256(path),  # checked by every reader (collect.data.open_split)
         "tokenize_s": clock["tokenize_s"],
         "pack_s": total - clock["tokenize_s"],
     }
