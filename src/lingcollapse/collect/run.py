@@ -6,8 +6,10 @@ split: per layer, a :class:`ValidationAccumulator` (loss, accuracy, NC4 decision
 against that layer's train stats. Both from the same forward pass, in one pass.
 
 Resumable: every ``checkpoint_every`` sequences the raw accumulator state and the data
-cursor go atomically into ``OUT.partial``; the same command after an interruption (even
-``kill -9``) restores them and ends with the very bytes an uninterrupted run writes.
+cursor go atomically into ``OUT.partial``, with a SHA-256 of the state in its metadata;
+the same command after an interruption (even ``kill -9``) restores them and ends with the
+very bytes an uninterrupted run writes. A damaged checkpoint or output is reported, never
+used.
 Data-parallel: ``--shard I/N`` takes a disjoint block of sequences; under ``torchrun``
 each rank takes a block of that and rank 0 merges the ranks' statistics.
 """
@@ -25,15 +27,16 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from lingcollapse import faults
 from lingcollapse.collect import distributed
 from lingcollapse.collect.data import Shard, open_split
 from lingcollapse.collect.model import EmbeddingModel, load_model
 from lingcollapse.device import finish, setup
-from lingcollapse.errors import UserError
-from lingcollapse.io import atomic_path, exclusive
+from lingcollapse.errors import UserError, first_line
+from lingcollapse.io import atomic_path, exclusive, remove_stale_temps
 from lingcollapse.progress import progress
 from lingcollapse.stats.classes import ClassAccumulator, ClassStats
-from lingcollapse.stats.files import load_meta, load_stats, save_stats
+from lingcollapse.stats.files import load_stats, save_stats, tensors_sha256
 from lingcollapse.stats.validation import ValidationAccumulator, ValidationStats
 
 log = logging.getLogger(__name__)
@@ -120,6 +123,8 @@ def collect(cfg: CollectConfig) -> list[Path]:
     fingerprint = _fingerprint(cfg, model, tokens, layers, Shard.parse(cfg.shard))
     partial = _partial_path(cfg.out, dist)
     with exclusive(partial, "statistics"):
+        for path in [partial, *(outputs if dist.rank == 0 else [])]:
+            remove_stale_temps(path)
         accs = _accumulators(cfg, model, layers, device)
         cursor = _resume(partial, fingerprint, accs, outputs)
         if cursor is None:  # finished before, with this very configuration
@@ -175,6 +180,7 @@ def _pass(
             since_checkpoint += stop - start
             bar.update((stop - start) * seq_len)
             bar.set_postfix_str(f"{stop}/{total} seq", refresh=False)
+            faults.point("collect.batch")
             if since_checkpoint >= cfg.checkpoint_every and stop < total:
                 _checkpoint(partial, fingerprint, accs, stop)
                 since_checkpoint = 0
@@ -237,21 +243,17 @@ def _checkpoint(partial: Path, fingerprint: str, accs: dict, cursor: int) -> Non
         for layer, acc in accs.items()
         for key, t in _state_tensors(acc).items()
     }
+    meta = {"fingerprint": fingerprint, "cursor": str(cursor)}
+    meta["sha256"] = _checkpoint_sha256(tensors, meta)
     with atomic_path(partial) as tmp:
-        save_file(tensors, str(tmp), metadata={"fingerprint": fingerprint, "cursor": str(cursor)})
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def _resume(partial: Path, fingerprint: str, accs: dict, outputs: list[Path]) -> int | None:
     """The cursor to start from: a checkpoint's, 0 for a fresh pass, None when the
     outputs already exist from this very configuration."""
     if partial.is_file():
-        try:
-            tensors = load_file(str(partial))
-            with safe_open(str(partial), framework="pt") as f:
-                meta = f.metadata() or {}
-        except Exception:
-            log.warning("warning: the checkpoint %s is unreadable; starting over", partial)
-            return 0
+        tensors, meta = _read_checkpoint(partial)
         _check_same(partial, meta.get("fingerprint"), fingerprint)
         for layer, acc in accs.items():
             prefix = f"{layer}."
@@ -263,13 +265,37 @@ def _resume(partial: Path, fingerprint: str, accs: dict, outputs: list[Path]) ->
         return cursor
     existing = [p for p in outputs if p.is_file()]
     if existing:
-        found = [load_meta(p).get("fingerprint") for p in existing]
-        for path, fp in zip(existing, found, strict=True):
-            _check_same(path, fp, fingerprint)
+        for path in existing:  # read whole: a damaged output is reported, not kept
+            _check_same(path, load_stats(path).metadata.get("fingerprint"), fingerprint)
         if len(existing) == len(outputs):
             log.info("%s is complete for this model and data; nothing to do", outputs[-1])
             return None
     return 0
+
+
+def _read_checkpoint(partial: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A checkpoint's tensors and metadata, checked against the SHA-256 it records."""
+    remedy = "delete it to start the pass over (the same command then starts from 0)"
+    try:
+        tensors = load_file(str(partial))
+        with safe_open(str(partial), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as err:  # safetensors raises several types for bad bytes
+        raise UserError(
+            f"the checkpoint {partial} is unreadable ({first_line(err)}): {remedy}"
+        ) from None
+    if meta.get("sha256") != _checkpoint_sha256(tensors, meta):
+        raise UserError(
+            f"the checkpoint {partial} is corrupt: its contents do not match the checksum "
+            f"in its metadata (a flipped bit or a broken copy): {remedy}"
+        )
+    return tensors, meta
+
+
+def _checkpoint_sha256(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
+    """Over the state and the cursor: a flipped digit of either resumes wrongly."""
+    text = f"{tensors_sha256(tensors)}:{meta.get('fingerprint')}:{meta.get('cursor')}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _check_same(path: Path, found: str | None, expected: str) -> None:

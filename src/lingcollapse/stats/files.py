@@ -100,8 +100,8 @@ def load_stats(
     if expected is not None and tensors_sha256(tensors) != expected:
         raise UserError(
             f"{path} is corrupt: its contents do not match the checksum in its metadata "
-            "(a flipped bit or a broken copy); re-create it with `lingcollapse collect` or "
-            "copy it again"
+            "(a flipped bit or a broken copy); delete it and re-create it with "
+            "`lingcollapse collect`, or copy it again"
         )
     if meta.get("format") != FORMAT:
         raise UserError(
@@ -128,7 +128,7 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     except Exception as err:  # safetensors raises several types for bad bytes
         raise UserError(
             f"cannot read {path}: garbled or truncated safetensors file ({first_line(err)}); "
-            "re-create it with `lingcollapse collect` or `lingcollapse stats merge`"
+            "delete it and re-create it with `lingcollapse collect` or `lingcollapse stats merge`"
         ) from None
     return tensors, meta
 
