@@ -51,6 +51,7 @@ def test_measure_json_and_outputs(files, capsys):
     assert main(measure_args(files, "--json")) == 0
     printed = json.loads(capsys.readouterr().out)
     saved = json.loads((files["out"] / "metrics.json").read_text())
+    assert len(saved.pop("content_sha256")) == 64  # the file's own checksum, not printed
     assert printed == saved
     assert saved["n_classes"] == 26 and saved["model"] == "toy"
     for key in (

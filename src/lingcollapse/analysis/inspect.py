@@ -10,7 +10,6 @@ row of the C×C interference matrix, computed as one (C, d)·(d,) product, never
 from __future__ import annotations
 
 import difflib
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lingcollapse.errors import UserError
+from lingcollapse.io import read_json
 
 COLUMNS = (
     "token_id",
@@ -160,6 +160,11 @@ def _load_means(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise FileNotFoundError(path)
     from safetensors import safe_open
 
+    from lingcollapse.stats.files import load_meta, load_stats
+
+    if "sha256" in load_meta(path):  # a file of ours: read whole and checked
+        stats = load_stats(path, kind="train")
+        return stats.counts.numpy(), stats.means.numpy()
     with safe_open(str(path), framework="numpy") as f:
         names = set(f.keys())
         if not {"counts", "means"} <= names:
@@ -170,10 +175,9 @@ def _load_means(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _setting(run: Path) -> dict:
     """min_count and cdnv_power used by measure (from metrics.json), if recorded."""
     path = run / "metrics.json"
-    try:
-        data = json.loads(path.read_text()) if path.is_file() else {}
-    except ValueError:
-        data = {}
+    remedy = "delete it and run `lingcollapse measure` again"
+    data = read_json(path, remedy) if path.is_file() else {}
+    data = data if isinstance(data, dict) else {}
     return {k: data[k] for k in ("min_count", "cdnv_power") if isinstance(data.get(k), int | float)}
 
 

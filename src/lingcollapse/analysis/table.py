@@ -13,7 +13,6 @@ weight_decay, seed``, then the §3 metric names. Inputs may be
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import pandas as pd
 from lingcollapse.analysis import published
 from lingcollapse.analysis.directions import IDENTITY
 from lingcollapse.errors import UserError
+from lingcollapse.io import CHECKSUM, read_json
 
 log = logging.getLogger(__name__)
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -85,9 +85,9 @@ def read_table(path: Path, notes: list[str]) -> pd.DataFrame:
 
 def _read_run(run: Path, out: Gathered) -> pd.DataFrame:
     """One row from ``run/metrics.json``; identity missing there comes from config.json."""
-    metrics = _load_json(run / "metrics.json")
+    metrics = _load_json(run / "metrics.json", "delete it and run `lingcollapse measure` again")
     config = _load_json(run / "config.json") if (run / "config.json").is_file() else {}
-    row = {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
+    row = {k: v for k, v in metrics.items() if not isinstance(v, dict | list) and k != CHECKSUM}
     flat = _flatten(config)
     for key in IDENTITY:
         if row.get(key) is None and flat.get(key) is not None:
@@ -98,11 +98,8 @@ def _read_run(run: Path, out: Gathered) -> pd.DataFrame:
     return pd.DataFrame([row])
 
 
-def _load_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read {path}: {err}") from None
+def _load_json(path: Path, remedy: str = "fix or delete it") -> dict:
+    data = read_json(path, remedy)
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold one JSON object")
     return data

@@ -102,9 +102,10 @@ def run(args: argparse.Namespace) -> int:
         "preset": args.preset or "wu-papyan",
         **conv.as_dict(),
     }
-    write_json(out / "metrics.json", metrics)
     with atomic_path(out / "classes.parquet") as tmp:
         result.classes.to_parquet(tmp, index=False)
+    # last, with its checksum: a metrics.json newer than the stats marks a finished measure
+    write_json(out / "metrics.json", metrics, checksum=True)
     print(json.dumps(metrics, indent=2) if args.json else metrics_table(metrics))
     return 0
 

@@ -8,12 +8,12 @@ killed sweep continues where it stopped by running the same command again.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
+from lingcollapse import faults
 from lingcollapse.errors import UserError
-from lingcollapse.io import write_json
+from lingcollapse.io import read_json, write_json
 from lingcollapse.sweep.grid import Cell, Grid
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ def command(argv: list[str]) -> None:
     code = args.func(args)
     if code:
         raise UserError(f"`lingcollapse {' '.join(map(str, argv[:2]))}` exited with {code}")
+    faults.point(f"stage:{argv[0]}")
 
 
 def options(table: dict) -> list[str]:
@@ -149,7 +150,7 @@ def record(grid: Grid, out: Path) -> None:
     """Write the grid beside the runs; refuse a dir that holds another sweep's runs."""
     path = out / "sweep.json"
     if path.is_file():
-        previous = json.loads(path.read_text())
+        previous = read_json(path, "delete it (it only records the grid) and run again")
         if previous != grid.source:
             keys = sorted(
                 k for k in set(previous) | set(grid.source) if previous.get(k) != grid.source.get(k)
