@@ -282,11 +282,13 @@ def test_data_prepare_killed_mid_write_leaves_nothing_and_reruns(prepared, tmp_p
         assert code == KILLED, (fault, log[-2000:])
         assert not out.exists(), fault
         assert [p.name for p in tmp_path.glob(".data.*.tmp")], "the staging dir was left"
+    busy = tmp_path / ".data.v2.abcd1234.tmp"  # another prepare's, into data.v2
+    busy.mkdir()
     code, log = cli(tmp_path, *argv)
     assert code == 0, log[-2000:]
     assert files(out) == files(prepared)
-    left = [p.name for p in tmp_path.iterdir() if p.name.startswith(".data.")]
-    assert left == [".data.lock"]  # the killed runs' staging dirs were removed
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".data."))
+    assert left == [".data.lock", busy.name]  # the killed runs' staging dirs were removed
     meta = json.loads((out / "meta.json").read_text())
     assert all(len(meta["splits"][s]["sha256"]) == 64 for s in ("train", "validation"))
     assert assert_nothing_partial(out) > 3

@@ -201,8 +201,8 @@ def _staging(out: Path, overwrite: bool) -> Iterator[Path]:
 def _remove_stale(out: Path) -> None:
     """Staging dirs of runs that were killed (``kill -9`` skips every clean-up): under
     the lock on ``out`` no other run can be using them, and each may be gigabytes."""
-    for stale in out.parent.glob(f".{glob.escape(out.name)}.*"):
-        if stale.is_dir() and stale.suffix in (".tmp", ".old"):
+    for stale in out.parent.glob(f".{glob.escape(out.name)}.????????.*"):  # mkdtemp's
+        if stale.is_dir() and stale.suffix in (".tmp", ".old"):  # not data.v2's, say
             log.info("removing %s, left by an interrupted run", stale)
             shutil.rmtree(stale, ignore_errors=True)
 
