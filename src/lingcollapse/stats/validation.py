@@ -30,8 +30,8 @@ VALIDATION_KEYS = ("val_counts", "agree", "correct", "ncc_correct", "loss_sum")
 def means_sha256(stats: ClassStats) -> str:
     """SHA-256 of the train counts and means: names the means NCC decisions were made with."""
     digest = hashlib.sha256()
-    digest.update(stats.counts.cpu().contiguous().numpy().tobytes())
-    digest.update(stats.means.cpu().contiguous().numpy().tobytes())
+    digest.update(stats.counts.cpu().contiguous().numpy())  # the buffers, not a copy
+    digest.update(stats.means.cpu().contiguous().numpy())
     return digest.hexdigest()
 
 
