@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import warnings
@@ -11,6 +12,7 @@ from pathlib import Path
 from lingcollapse.device import pick_device
 from lingcollapse.errors import UserError
 from lingcollapse.io import atomic_path, write_json
+from lingcollapse.memory import is_out_of_memory
 from lingcollapse.metrics import conventions
 from lingcollapse.metrics.classifier import load_classifier
 from lingcollapse.metrics.compute import measure
@@ -51,7 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cdnv-power", type=float, help="k of Eq. 4 (default 2; 0 = Galanti's)")
     p.add_argument("--tokenizer", help="tokenizer to decode token ids (default: the run's)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    p.add_argument("--tile", type=int, default=1024, help="tile size of the pairwise pass")
+    p.add_argument(
+        "--tile",
+        type=int,
+        help="classes per tile of the pairwise pass (default 1024, or less to fit free memory)",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -65,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     args.notes = []  # said after success, so a failure prints exactly one line
     conv = conventions.resolve(args.preset, min_count=args.min_count, cdnv_power=args.cdnv_power)
-    if args.tile < 1:
+    if args.tile is not None and args.tile < 1:
         raise UserError(f"--tile must be positive, not {args.tile}")
     run_dir = _run_dir(args.train_stats)
     out = args.out or run_dir
@@ -74,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     classifier = _classifier(args.classifier, run_dir, args.notes)
     ood = load_stats(args.ood, kind="train") if args.ood else None
     device = pick_device(args.device)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _out_of_memory(device):
         warnings.simplefilter("always")
         result = measure(
             train,
@@ -108,6 +114,20 @@ def run(args: argparse.Namespace) -> int:
     write_json(out / "metrics.json", metrics, checksum=True)
     print(json.dumps(metrics, indent=2) if args.json else metrics_table(metrics))
     return 0
+
+
+@contextlib.contextmanager
+def _out_of_memory(device):
+    """A failed allocation the estimates did not foresee is one error line too."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as err:
+        if not is_out_of_memory(err):
+            raise
+        other = " or use --device cpu" if device.type == "cuda" else ""
+        raise UserError(
+            f"out of memory on {device} while measuring: lower --tile or raise --min-count{other}"
+        ) from None
 
 
 def _run_dir(train_stats: Path) -> Path:

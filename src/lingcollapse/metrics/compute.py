@@ -7,6 +7,7 @@ the paper's equation in its docstring.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from lingcollapse import memory
 from lingcollapse.errors import UserError
 from lingcollapse.metrics.conventions import Convention
 from lingcollapse.metrics.pairwise import DEFAULT_TILE, pairwise_metrics
@@ -22,6 +24,9 @@ from lingcollapse.stats.validation import ValidationStats, means_sha256
 
 if TYPE_CHECKING:  # pandas costs a quarter second to import: only when a table is made
     import pandas as pd
+
+log = logging.getLogger(__name__)
+MIN_TILE = 64
 
 
 @dataclass
@@ -276,12 +281,15 @@ def measure(
     ood: ClassStats | None = None,
     tokens: dict[int, str] | None = None,
     device: str | torch.device = "cpu",
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
 ) -> Measured:
-    """All metrics of DESIGN §3 (Eq. 2–11) and the per-class table."""
+    """All metrics of DESIGN §3 (Eq. 2–11) and the per-class table. ``tile`` of the
+    pairwise pass: None for the default, made smaller when free memory asks for it."""
     conv = conv or Convention()
     device = torch.device(device)
+    _check_memory(train, conv, classifier is not None, device)
     g = geometry(train, conv, device)
+    tile = fit_tile(tile, g.z.shape[0], device)
     pair = pairwise_metrics(g.z, g.sigma2, conv.cdnv_power, tile)
     metrics = {
         "n_classes": g.z.shape[0],
@@ -309,3 +317,36 @@ def measure(
         metrics.update(validation_metrics(validation, train, conv))
     names = None if tokens is None else [tokens.get(int(i), str(int(i))) for i in g.kept.cpu()]
     return Measured(metrics, class_table(g, pair, cos, dot, validation, names))
+
+
+def _check_memory(train: ClassStats, conv: Convention, classifier: bool, device) -> None:
+    """Everything but the tiles must fit: Z (C, d) and the largest phase beside it."""
+    classes = int((train.counts >= conv.min_count).sum())
+    need = memory.measure_device_bytes(classes, train.dim, 0, classifier, train.cov_m2 is not None)
+    fix = "raise --min-count to keep fewer classes"
+    memory.check_fits(
+        need,
+        device,
+        f"measuring {classes:,} classes of width {train.dim}",
+        fix + (", or use --device cpu" if device.type == "cuda" else ""),
+    )
+
+
+def fit_tile(tile: int | None, classes: int, device: torch.device) -> int:
+    """The pairwise pass's tile: ``tile`` if its buffers fit in free memory (else a
+    :class:`UserError`); None: the default, halved until it fits, which leaves every
+    metric the same to rounding (the tiles only order the sums)."""
+    free = memory.available_bytes(device)
+    if tile is None:
+        tile = DEFAULT_TILE
+        while tile > MIN_TILE and memory.tile_bytes(tile, classes) > free:
+            tile //= 2
+        if tile < DEFAULT_TILE:
+            log.info("tile of %d classes, to fit the %s free on %s", tile, memory.gib(free), device)
+    need = memory.tile_bytes(tile, classes)
+    if need > free:
+        unit = memory.tile_bytes(1)
+        fits = 2 ** int(math.log2(math.sqrt(free / unit))) if free >= unit else 0
+        fix = f"lower --tile (e.g. {fits})" if MIN_TILE <= fits < tile else "free some memory"
+        memory.check_fits(need, device, f"a tile of {tile:,} classes", fix, free)
+    return tile

@@ -1,0 +1,346 @@
+"""How much memory ``measure`` and ``collect`` need, and how much is free, so that a tile
+or batch that would not fit is one clear error instead of an out-of-memory crash.
+
+Every estimate is an upper bound of the peak it models, made from shapes alone: the
+buffers that are live at the same time, counted per phase, and the largest phase. The
+buffer counts are read off the code and checked against measured peaks
+(``tests/test_memory.py``, ``benchmarks/bench_memory.py``). Symbols: V vocabulary, C kept
+classes, d width, t tile, B batch, T sequence length, H heads, I MLP width, L layers,
+p bytes per model element (4 float32, 2 bf16/fp16); float64 is 8 bytes.
+
+- ``measure`` (:func:`measure_bytes`): the inputs (stats 8·V·d, classifier 4·V·d), the
+  centred means Z (8·C·d) and the largest of: one (C, d) temporary, the tile buffers
+  (8 × 8·t²), W_S in float64 with one product (2 × 8·C·d), the d×d covariance work.
+- ``collect`` (:func:`collect_bytes`): the model, the statistics (train: 16·V·d per layer;
+  validation: 8·C·d per layer) and the largest of: one batch's forward pass (with
+  GPT-Neo's eager attention the (B, H, T, T) float32 scores dominate: 2 × 4·B·H·T²),
+  its statistics update, and finishing the statistics (one 8·V·d per layer, plus one).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lingcollapse.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MIB, GIB = 2**20, 2**30
+F64 = 8
+# Python, torch, transformers, pandas and pyarrow once imported (0.28 GiB measured).
+PROCESS_BYTES = 384 * MIB
+# glibc serves blocks under 32 MiB (its largest mmap threshold) from a heap that keeps
+# freed blocks: 60–130 MiB above the live peak measured, whatever the tile or batch.
+ALLOCATOR_SLACK = 160 * MIB
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Peak bytes of one command: on the CPU (the process's resident set, interpreter
+    included) and on the GPU when it runs there (the CUDA context not included)."""
+
+    host: int
+    gpu: int = 0
+
+
+def gib(n: int | float) -> str:
+    """``12.3 GiB``, ``512 MiB`` or ``40 KiB``: short, for one-line messages."""
+    if n >= GIB:
+        return f"{n / GIB:.1f} GiB"
+    return f"{n / MIB:.0f} MiB" if n >= MIB else f"{max(n, 0) / 1024:.0f} KiB"
+
+
+# ------------------------------------------------------------------------ measure
+
+# float64 (t, t) buffers of pairwise._tile alive at once: the Gram tile (→ cos), ‖z_i−z_j‖²,
+# ‖ẑ_i−ẑ_j‖² (→ log kernel), the CDNV, and on diagonal tiles the masked copies (7 measured).
+TILE_BUFFERS = 8
+
+
+def tile_bytes(tile: int, classes: int | None = None) -> int:
+    """The pairwise pass's working set: 8 float64 tiles of t × t (t ≤ C)."""
+    t = tile if classes is None else min(tile, classes)
+    return TILE_BUFFERS * F64 * t * t
+
+
+def measure_device_bytes(
+    classes: int, dim: int, tile: int, classifier: bool = True, covariance: bool = False
+) -> int:
+    """Peak of :func:`lingcollapse.metrics.compute.measure` on its device beyond its
+    inputs: Z (C, d) float64 throughout, plus the largest phase."""
+    z = F64 * classes * dim  # (C, d)
+    phases = [z, tile_bytes(tile, classes)]  # a (C, d) temporary (‖z_c‖, ETF); the tiles
+    if classifier:
+        phases.append(2 * z)  # W_S (C, d) in float64 and W_S ⊙ Z (Zhu's NC3)
+    if covariance:
+        phases.append(6 * F64 * dim * dim)  # Σ_W, Σ_B, eigenvectors, products (d, d)
+    return z + max(phases)
+
+
+def measure_bytes(
+    vocab: int,
+    classes: int,
+    dim: int,
+    tile: int = 1024,
+    classifier: bool = True,
+    covariance: bool = False,
+    validation: bool = False,
+    ood: bool = False,
+    gpu: bool = False,
+) -> Footprint:
+    """Peak of ``lingcollapse measure``: the loaded inputs on the CPU, and the work of
+    :func:`measure_device_bytes` on the CPU or the GPU."""
+    stats = F64 * vocab * (dim + 2) + (F64 * dim * dim if covariance else 0)  # counts, μ, M2
+    inputs = stats + (4 * vocab * dim if classifier else 0)  # float32 head (V, d)
+    inputs += 5 * F64 * vocab if validation else 0  # five (V,) counters
+    inputs += 2 * F64 * vocab * (dim + 2) if ood else 0  # its stats and one (V, d) product
+    work = measure_device_bytes(classes, dim, tile, classifier, covariance)
+    host = PROCESS_BYTES + ALLOCATOR_SLACK + inputs
+    if gpu:  # the (C, d) rows are gathered on the CPU before they are moved
+        return Footprint(host + F64 * classes * dim, work)
+    return Footprint(host + work)
+
+
+# ------------------------------------------------------------------------ collect
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What a forward pass's memory depends on, read from a Hugging Face model."""
+
+    weights: int  # bytes of parameters and buffers
+    vocab: int
+    dim: int
+    heads: int
+    inner: int  # MLP width I
+    layers: int
+    elem: int  # bytes per activation element
+    eager_attention: bool  # the (B, H, T, T) scores are materialised
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> ModelShape:
+        config = model.config
+        dim = model.get_output_embeddings().weight.shape[1]
+        heads = _first(config, ("num_attention_heads", "num_heads", "n_head"), 1)
+        inner = _first(config, ("intermediate_size", "n_inner", "ffn_dim"), 4 * dim)
+        weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+        implementation = getattr(config, "_attn_implementation", None) or "eager"
+        return cls(
+            weights=weights,
+            vocab=model.get_output_embeddings().weight.shape[0],
+            dim=dim,
+            heads=heads,
+            inner=inner,
+            layers=_first(config, ("num_hidden_layers", "num_layers", "n_layer"), 1),
+            elem=next(model.parameters()).element_size(),
+            eager_attention=implementation == "eager",
+        )
+
+
+def _first(config, keys: tuple[str, ...], default: int) -> int:
+    for key in keys:
+        value = getattr(config, key, None)
+        if value:
+            return int(value)
+    return default
+
+
+def forward_bytes(
+    m: ModelShape, batch: int, seq_len: int, hidden_states: int = 0, logits: bool = False
+) -> int:
+    """One inference forward pass of B × T tokens: one block's temporaries at a time,
+    plus ``hidden_states`` block outputs kept (``--layers``) and the (B, T, V) logits when
+    the head runs (models whose head input is not the body's output)."""
+    n = batch * seq_len
+    act = n * m.dim * m.elem  # (B, T, d)
+    mlp = 4 * n * m.inner * m.elem  # c_fc output and three GELU temporaries (B, T, I)
+    body, mask = max(4 * act, mlp), 0  # q, k, v and the heads merged; or the MLP
+    if m.eager_attention:
+        # GPT-Neo: float32 scores (B, H, T, T), masked into a second copy, then softmaxed
+        # into the attention weights it returns; a block's weights live until the next
+        # block's are made, so block i + 1 holds three copies at once.
+        scores = batch * m.heads * seq_len * seq_len
+        weights = scores * m.elem  # the returned copy, in the model's dtype
+        before = weights if m.layers > 1 else 0  # the previous block's
+        attention = before + max(8, 4 + m.elem) * scores + 3 * act + 8 * n * m.dim  # q, k, v
+        body = max(attention, before + weights + mlp)
+        mask = batch * seq_len * seq_len * m.elem  # the additive (B, 1, T, T) mask
+    head = n * m.vocab * m.elem if logits else 0
+    return 2 * act + body + mask + hidden_states * act + head  # + residual, norm output
+
+
+def update_bytes(m: ModelShape, batch: int, seq_len: int, split: str) -> int:
+    """Turning one layer's (B, T−1, d) embeddings into statistics: their copy, and the
+    float64 work buffers of ClassAccumulator.update or ValidationAccumulator.update."""
+    n = batch * (seq_len - 1)
+    copy = n * m.dim * m.elem
+    if split == "train":
+        return copy + 2 * F64 * min(2**19, n * m.dim) + 3 * F64 * m.vocab  # 2 chunks, bincounts
+    # (n, d) float64 centred embeddings, five (n, 2²²/n) float64 blocks, ten (n,) vectors
+    return copy + F64 * n * m.dim + 5 * F64 * max(2**22, n) + 10 * F64 * n
+
+
+def stats_bytes(m: ModelShape, split: str, layers: int, classes: int, covariance: bool) -> int:
+    """The statistics held through the pass: train, per layer the shifts and sums (V, d)
+    float64 (and the d × d scatter); validation, the centred means (C, d) and (V,) counts."""
+    if split == "train":
+        per_layer = F64 * (2 * m.vocab * m.dim + 2 * m.vocab)
+        per_layer += F64 * m.dim * m.dim if covariance else 0
+    else:
+        per_layer = F64 * classes * (m.dim + 2) + 5 * F64 * m.vocab
+    return layers * per_layer
+
+
+def finish_bytes(m: ModelShape, split: str, layers: int, classes: int, covariance: bool) -> int:
+    """After the pass (train): the finished means of every layer, one (V, d) temporary,
+    another with the covariance. Before it (validation): the train stats file and the
+    gathered means (C, d) while the centred means are made."""
+    vd = F64 * m.vocab * m.dim
+    if split == "train":
+        return layers * vd + vd + (vd if covariance else 0)
+    return vd + F64 * classes * m.dim
+
+
+def collect_work_bytes(
+    m: ModelShape,
+    batch: int,
+    seq_len: int,
+    split: str = "train",
+    layers: int = 1,
+    hidden_states: int = 0,
+    classes: int | None = None,
+    covariance: bool = False,
+    logits: bool = False,
+) -> int:
+    """What a pass allocates beside the loaded model: the statistics, and the largest of
+    one batch (forward pass, then the statistics update) and finishing the statistics."""
+    classes = m.vocab if classes is None else classes
+    state = stats_bytes(m, split, layers, classes, covariance)
+    outputs = max(hidden_states, 1) * batch * seq_len * m.dim * m.elem
+    step = max(
+        forward_bytes(m, batch, seq_len, hidden_states, logits),
+        outputs + update_bytes(m, batch, seq_len, split),
+    )
+    return state + max(step, finish_bytes(m, split, layers, classes, covariance))
+
+
+def collect_bytes(
+    m: ModelShape,
+    batch: int,
+    seq_len: int,
+    split: str = "train",
+    layers: int = 1,
+    classes: int | None = None,
+    covariance: bool = False,
+    gpu: bool = False,
+) -> Footprint:
+    """Peak of ``lingcollapse collect --layers last``: the model and the work of
+    :func:`collect_work_bytes`."""
+    work = collect_work_bytes(m, batch, seq_len, split, layers, 0, classes, covariance)
+    if gpu:  # the weights are read on the CPU; checkpoints copy the statistics back to it
+        state = stats_bytes(m, split, layers, m.vocab if classes is None else classes, False)
+        return Footprint(
+            PROCESS_BYTES + m.weights + state + F64 * m.vocab * m.dim, m.weights + work
+        )
+    # on the CPU the weights count twice: the model's copy and the file transformers read
+    # them from, which stays mapped (measured: 0.48 GiB resident for 0.30 GiB of weights)
+    return Footprint(PROCESS_BYTES + ALLOCATOR_SLACK + 2 * m.weights + work)
+
+
+# ------------------------------------------------------------------- what is free
+
+
+def available_bytes(device: str | torch.device = "cpu") -> int:
+    """Memory that can still be allocated on ``device``: for CUDA the driver's free memory
+    plus what PyTorch's cache holds unused; for the CPU ``MemAvailable`` (or the free
+    pages), capped by a cgroup's limit. Unknown devices count as unlimited."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return free + cached
+    if device.type != "cpu":
+        return 2**62
+    return min(_meminfo_available(), _cgroup_available())
+
+
+def _meminfo_available() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**62  # no way to tell (e.g. macOS): no check
+
+
+def _cgroup_available() -> int:
+    """limit − usage (less the reclaimable page cache) of this process's memory cgroup,
+    v2 or v1; unlimited when there is none or it cannot be read."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return 2**62
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2
+            files = ("memory.max", "memory.current", "inactive_file")
+            roots = [Path("/sys/fs/cgroup") / path.lstrip("/"), Path("/sys/fs/cgroup")]
+        elif "memory" in controllers.split(","):
+            files = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+            roots = [
+                Path("/sys/fs/cgroup/memory") / path.lstrip("/"),
+                Path("/sys/fs/cgroup/memory"),
+            ]
+        else:
+            continue
+        for root in roots:
+            free = _cgroup_free(root, *files)
+            if free is not None:
+                return free
+    return 2**62
+
+
+def _cgroup_free(root: Path, limit_file: str, usage_file: str, cache_key: str) -> int | None:
+    try:
+        limit = (root / limit_file).read_text().strip()
+        usage = int((root / usage_file).read_text())
+    except (OSError, ValueError):
+        return None
+    if limit == "max" or int(limit) >= 2**60:
+        return None
+    cache = 0
+    try:
+        for line in (root / "memory.stat").read_text().splitlines():
+            key, value = line.split()
+            if key == cache_key:
+                cache = int(value)
+    except (OSError, ValueError):
+        pass
+    return max(int(limit) - usage + cache, 0)
+
+
+def check_fits(
+    need: int, device: str | torch.device, what: str, fix: str, free: int | None = None
+) -> None:
+    """Raise one clear :class:`UserError` when ``need`` bytes are not free on ``device``:
+    "a tile of 8192 classes needs 4.0 GiB but 1.1 GiB is free on cpu; lower --tile …"."""
+    free = available_bytes(device) if free is None else free
+    if need > free:
+        raise UserError(f"{what} needs {gib(need)} but {gib(free)} is free on {device}; {fix}")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """A failed allocation: CUDA's OutOfMemoryError, Python's MemoryError, or the CPU
+    allocator's RuntimeError (the kernel's OOM killer leaves no exception to catch)."""
+    if isinstance(err, torch.cuda.OutOfMemoryError | MemoryError):
+        return True
+    return isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
