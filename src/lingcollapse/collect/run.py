@@ -16,6 +16,7 @@ each rank takes a block of that and rank 0 merges the ranks' statistics.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,13 +28,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from lingcollapse import faults
+from lingcollapse import faults, memory
 from lingcollapse.collect import distributed
 from lingcollapse.collect.data import Shard, open_split
 from lingcollapse.collect.model import EmbeddingModel, load_model
 from lingcollapse.device import finish, setup
 from lingcollapse.errors import UserError, first_line
-from lingcollapse.io import atomic_path, exclusive, remove_stale_temps
+from lingcollapse.io import atomic_path, exclusive, file_sha256, remove_stale_temps
+from lingcollapse.memory import ModelShape, collect_work_bytes, is_out_of_memory
 from lingcollapse.progress import progress
 from lingcollapse.stats.classes import ClassAccumulator, ClassStats
 from lingcollapse.stats.files import load_stats, save_stats, tensors_sha256
@@ -120,6 +122,9 @@ def collect(cfg: CollectConfig) -> list[Path]:
     shard = Shard(dist.rank, dist.world).within(Shard.parse(cfg.shard))
     rows = shard.rows(tokens.shape[0])
     outputs = [layer_path(cfg.out, layer) for layer in layers]
+    if not all(path.is_file() for path in outputs):  # a finished pass needs nothing
+        batch = min(cfg.batch_size, max(len(rows), 1))
+        _check_memory(cfg, model, layers, batch, tokens.shape[1], device)
     fingerprint = _fingerprint(cfg, model, tokens, layers, Shard.parse(cfg.shard))
     partial = _partial_path(cfg.out, dist)
     with exclusive(partial, "statistics"):
@@ -171,7 +176,7 @@ def _pass(
         unit_scale=True,
         desc=f"collect {cfg.split}" + dist.tag,
     )
-    with bar:
+    with bar, _out_of_memory(cfg, model.device, seq_len, partial):
         for start in range(cursor, total, cfg.batch_size):
             stop = min(start + cfg.batch_size, total)
             batch = np.asarray(tokens[rows.start + start : rows.start + stop])
@@ -216,6 +221,78 @@ def _accumulators(cfg: CollectConfig, model: EmbeddingModel, layers, device) -> 
 
 def _finished(acc) -> ClassStats | ValidationStats:
     return acc.compute() if isinstance(acc, ClassAccumulator) else acc.state
+
+
+# ---------------------------------------------------------------- memory
+
+
+def _check_memory(cfg: CollectConfig, model: EmbeddingModel, layers, batch, seq_len, device):
+    """The statistics and one batch must fit beside the loaded model (upper bounds from
+    :mod:`lingcollapse.memory`), else one error naming what to lower. The batch is never
+    lowered for the user: it is part of the resume fingerprint, and a forward pass can
+    differ in its last bits with the batch's shape."""
+    shape = ModelShape.of(model.model)
+    hidden = 0 if layers == ["last"] else model.num_layers + 1  # all hidden states come back
+
+    def need(b: int) -> int:
+        return collect_work_bytes(
+            shape,
+            b,
+            seq_len,
+            cfg.split,
+            len(layers),
+            hidden,
+            covariance=cfg.covariance,
+            logits=not model.body_only,
+        )
+
+    free = memory.available_bytes(device)
+    if need(batch) <= free:
+        return
+    low, high = 0, batch - 1  # the largest batch that fits, by bisection
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if need(mid) <= free else (low, mid - 1)
+    others = [
+        *(["collect fewer --layers"] if len(layers) > 1 else []),
+        *(["use --dtype bf16"] if cfg.dtype == "float32" else []),
+        *(["use --device cpu"] if device.type == "cuda" else []),
+    ]
+    fix = f"lower --batch-size (e.g. {low})" if low else " or ".join(others) or "free memory"
+    what = f"a batch of {batch} × {seq_len:,} tokens"
+    if len(layers) > 1:
+        what += f" with the statistics of {len(layers)} layers"
+    memory.check_fits(need(batch), device, what, fix, free)
+
+
+@contextlib.contextmanager
+def _out_of_memory(cfg: CollectConfig, device, seq_len: int, partial: Path):
+    """An allocation that fails in spite of the check is one error line too, naming the
+    option to lower; the last checkpoint is left as it was."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as err:
+        if not is_out_of_memory(err):
+            raise
+        fix = f"lower --batch-size (e.g. {cfg.batch_size // 2})" if cfg.batch_size > 1 else ""
+        fix = fix or ("use --dtype bf16" if cfg.dtype == "float32" else "free memory")
+        saved = _saved_cursor(partial)
+        if saved:
+            fix += (
+                f" (the checkpoint {partial} at sequence {saved} resumes only with "
+                f"--batch-size {cfg.batch_size}: delete it, or free memory and re-run)"
+            )
+        raise UserError(
+            f"out of memory on {device} in a batch of {cfg.batch_size} × {seq_len:,} tokens: {fix}"
+        ) from None
+
+
+def _saved_cursor(partial: Path) -> int:
+    try:
+        with safe_open(str(partial), framework="pt") as f:
+            return int((f.metadata() or {}).get("cursor", 0))
+    except Exception:  # no checkpoint, or an unreadable one: nothing to resume from
+        return 0
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -340,7 +417,7 @@ def _fingerprint(cfg: CollectConfig, model: EmbeddingModel, tokens, layers, shar
 def _train_sha(cfg: CollectConfig) -> str | None:
     if not cfg.train_stats:
         return None
-    return hashlib.sha256(Path(cfg.train_stats).read_bytes()).hexdigest()
+    return file_sha256(cfg.train_stats)  # streamed: the file is 8·V·d bytes
 
 
 def _metadata(cfg: CollectConfig, model: EmbeddingModel, tokens, fingerprint: str) -> dict:
