@@ -30,10 +30,11 @@ COMMANDS = [
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with the project's error form: one ``error: …`` line, exit 2."""
+    """argparse with the project's error form: one ``error: …`` line, exit 2. Bad usage
+    is a :class:`UserError`, so a command line that a sweep builds fails the same way."""
 
     def error(self, message: str):
-        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+        raise UserError(f"{message} (see `{self.prog} --help`)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,8 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exit_:  # argparse already printed "error: ..." for bad usage
+    except SystemExit as exit_:  # --help, --version
         return int(exit_.code or 0)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         with warnings.catch_warnings():

@@ -54,10 +54,14 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _run(grid, out: Path, executor: str) -> int:
+    from lingcollapse.errors import UserError
     from lingcollapse.io import exclusive
     from lingcollapse.sweep import executors, stages
 
     start = time.perf_counter()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file: give a directory for the runs and results")
+    stages.check(grid, out)  # every stage's options, before anything is written
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out / "sweep.json", "sweep"):
         stages.record(grid, out)

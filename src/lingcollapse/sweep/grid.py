@@ -117,7 +117,8 @@ class Grid:
 def load_grid(path: str | Path) -> Grid:
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"grid file {path} not found (see configs/ for examples)")
+        what = "is a directory" if path.is_dir() else "not found"
+        raise UserError(f"grid file {path} {what}: give a .toml file (see configs/ for examples)")
     try:
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:

@@ -37,9 +37,50 @@ def options(table: dict) -> list[str]:
         flag = "--" + key.replace("_", "-")
         if value is True:
             argv.append(flag)
-        elif value not in (False, None):
+        elif value is not False and value is not None:  # 0 == False, yet 0 is a value
             argv += [flag, str(value)]
     return argv
+
+
+def check(grid: Grid, out: Path) -> None:
+    """Parse and validate every command line the sweep will run, before any work: a bad
+    value in any section is one error now, not a failure hours into the sweep (when a
+    corrected grid would no longer match the runs already made)."""
+    from lingcollapse.cli import build_parser
+
+    parser = build_parser()
+    data = out / "data"
+    argvs = [_data_argv(grid, data)]
+    for cell in grid.cells:
+        run = out / "runs" / cell.name
+        model = run if cell.trained else cell.hub_id
+        argvs += [_train_argv(grid, cell, run, data)] if cell.trained else []
+        argvs += [*_collect_argvs(grid, cell, run, data, model), _measure_argv(grid, cell, run)]
+    argvs.append(_analyze_argv(grid, [out / "runs"], out))
+    for argv in argvs:
+        try:
+            _validate(parser.parse_args([str(a) for a in argv]))
+        except UserError as err:
+            raise UserError(f"the grid's [{argv[0]}] options: {err}") from None
+
+
+def _validate(args) -> None:
+    """Build a command's config without running it: each config checks its own values."""
+    from dataclasses import fields
+
+    from lingcollapse.collect.run import CollectConfig
+    from lingcollapse.data.prepare import PrepareConfig
+    from lingcollapse.metrics import conventions
+    from lingcollapse.train.loop import TrainConfig
+
+    configs = {"data": PrepareConfig, "train": TrainConfig, "collect": CollectConfig}
+    if args.command in configs:
+        cls = configs[args.command]
+        cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
+    elif args.command == "measure":
+        conventions.resolve(args.preset, min_count=args.min_count, cdnv_power=args.cdnv_power)
+    elif args.command == "analyze" and args.permutations < 1:
+        raise UserError(f"--permutations must be positive, not {args.permutations}")
 
 
 def prepare_data(grid: Grid, out: Path) -> Path:
@@ -48,8 +89,12 @@ def prepare_data(grid: Grid, out: Path) -> Path:
     if (data / "meta.json").is_file():
         return data
     log.info("sweep: preparing data in %s", data)
-    command(["data", "prepare", "--out", data, *options(grid.data)])
+    command(_data_argv(grid, data))
     return data
+
+
+def _data_argv(grid: Grid, data: Path) -> list:
+    return ["data", "prepare", "--out", data, *options(grid.data)]
 
 
 def run_cell(grid: Grid, cell: Cell, out: Path, data: Path) -> Path:
@@ -57,32 +102,37 @@ def run_cell(grid: Grid, cell: Cell, out: Path, data: Path) -> Path:
     run = out / "runs" / cell.name
     model = train_cell(grid, cell, run, data) if cell.trained else cell.hub_id
     stats = run / "stats"
-    common = ["--data", data, *options({k: v for k, v in grid.collect.items() if k != "min_count"})]
-    if cell.revision:
-        common += ["--revision", cell.revision]
-    _quietly(command, ["collect", model, "--out", stats / "train.safetensors", *common])
-    val = ["--split", "validation", "--train-stats", stats / "train.safetensors"]
-    if "min_count" in grid.collect:
-        val += ["--min-count", str(grid.collect["min_count"])]
-    _quietly(command, ["collect", model, "--out", stats / "validation.safetensors", *common, *val])
+    for argv in _collect_argvs(grid, cell, run, data, model):
+        _quietly(command, argv)
     if not cell.trained:
         write_json(run / "config.json", cell.identity())
     if _fresh(
         run / "metrics.json", [stats / "train.safetensors", stats / "validation.safetensors"]
     ):
         return run
-    measure = [
-        "measure",
-        stats / "train.safetensors",
-        "--out",
-        run,
-        "--json",
-        *options(grid.measure),
-    ]
-    if not cell.trained:
-        measure += ["--classifier", model]
-    _quietly(command, measure)
+    _quietly(command, _measure_argv(grid, cell, run))
     return run
+
+
+def _collect_argvs(grid: Grid, cell: Cell, run: Path, data: Path, model) -> list[list]:
+    """The train pass, then the validation pass against its stats."""
+    stats = run / "stats"
+    common = ["--data", data, *options({k: v for k, v in grid.collect.items() if k != "min_count"})]
+    if cell.revision:
+        common += ["--revision", cell.revision]
+    val = ["--split", "validation", "--train-stats", stats / "train.safetensors"]
+    if "min_count" in grid.collect:
+        val += ["--min-count", str(grid.collect["min_count"])]
+    return [
+        ["collect", model, "--out", stats / "train.safetensors", *common],
+        ["collect", model, "--out", stats / "validation.safetensors", *common, *val],
+    ]
+
+
+def _measure_argv(grid: Grid, cell: Cell, run: Path) -> list:
+    argv = ["measure", run / "stats" / "train.safetensors", "--out", run, "--json"]
+    argv += options(grid.measure)
+    return argv if cell.trained else [*argv, "--classifier", cell.hub_id]
 
 
 def _fresh(artifact: Path, inputs: list[Path]) -> bool:
@@ -96,28 +146,17 @@ def train_cell(grid: Grid, cell: Cell, run: Path, data: Path) -> Path:
     """``lingcollapse train`` for one grid cell; it resumes from its own checkpoints."""
     if not _trained(run):
         log.info("sweep: training %s", cell.name)
-        _quietly(
-            command,
-            [
-                "train",
-                "--data",
-                data,
-                "--out",
-                run,
-                "--width",
-                cell.width,
-                "--depth",
-                cell.depth,
-                "--epochs",
-                cell.epochs,
-                "--weight-decay",
-                cell.weight_decay,
-                "--seed",
-                cell.seed,
-                *options(grid.train_options),
-            ],
-        )
+        _quietly(command, _train_argv(grid, cell, run, data))
     return run
+
+
+def _train_argv(grid: Grid, cell: Cell, run: Path, data: Path) -> list:
+    return [
+        "train",
+        *["--data", data, "--out", run, "--width", cell.width, "--depth", cell.depth],
+        *["--epochs", cell.epochs, "--weight-decay", cell.weight_decay, "--seed", cell.seed],
+        *options(grid.train_options),
+    ]
 
 
 def _trained(run: Path) -> bool:
@@ -140,10 +179,12 @@ def analyze(grid: Grid, out: Path) -> None:
     if len(runs) < 3:
         log.warning("sweep: %d measured run(s); correlations need at least 3", len(runs))
         return
-    _quietly(
-        command, ["analyze", *runs, "--out", out, "--figures", "--json", *options(grid.analyze)]
-    )
+    _quietly(command, _analyze_argv(grid, runs, out))
     command(["report", out])
+
+
+def _analyze_argv(grid: Grid, runs: list[Path], out: Path) -> list:
+    return ["analyze", *runs, "--out", out, "--figures", "--json", *options(grid.analyze)]
 
 
 def record(grid: Grid, out: Path) -> None:
