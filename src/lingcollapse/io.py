@@ -35,7 +35,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     atomic (same file system). On any exception it is removed and ``path`` is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
+    if path.is_dir():
+        from lingcollapse.errors import UserError
+
+        raise UserError(f"cannot write {path}: it is a directory; give a file path")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -50,6 +54,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def make_parent(path: Path) -> None:
+    """Create ``path``'s directory; one on the way being a file is a :class:`UserError`."""
+    from lingcollapse.errors import UserError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+        raise UserError(
+            f"cannot write {path}: {blocker} is a file, not a directory; pick another path"
+        ) from None
 
 
 def remove_stale_temps(path: str | os.PathLike) -> None:
@@ -87,7 +104,7 @@ def exclusive(path: str | os.PathLike, what: str = "output") -> Iterator[None]:
 
     path = Path(path)
     lock = path.parent / f".{path.name}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(lock)
     with open(lock, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
