@@ -48,12 +48,19 @@ def quiet() -> None:
 def load_pretrained(loader: Callable[..., T], source: str, what: str, **kwargs) -> T:
     """``loader(source, **kwargs)`` (e.g. ``AutoModelForCausalLM.from_pretrained``) for a
     local dir or a hub id, with a :class:`UserError` that says how to fix a failure."""
+    from safetensors import SafetensorError
+
     quiet()
     if Path(source).exists():
         try:
             return loader(source, local_files_only=True, **kwargs)
         except (OSError, ValueError) as err:
             raise UserError(f"cannot load {what} from {source}: {first_line(err)}") from None
+        except SafetensorError as err:
+            raise UserError(
+                f"cannot load {what} from {source}: garbled or truncated weights "
+                f"({first_line(err)}); save or copy the model again"
+            ) from None
     try:
         return loader(source, local_files_only=True, **kwargs)  # the hub cache
     except (OSError, ValueError):

@@ -61,7 +61,8 @@ def open_split(data_dir: str | Path, split: str, vocab_size: int) -> np.ndarray:
     """The ``[S, T]`` token array of a split, memory-mapped and checked."""
     path = Path(data_dir) / f"{split}.npy"
     if not Path(data_dir).is_dir():
-        raise UserError(f"data dir {data_dir} not found: make one with `lingcollapse data prepare`")
+        what = "is a file, not a directory" if Path(data_dir).exists() else "not found"
+        raise UserError(f"data dir {data_dir} {what}: make one with `lingcollapse data prepare`")
     if not path.is_file():
         raise UserError(
             f"{path} not found: the data dir has no {split} split "
@@ -70,14 +71,19 @@ def open_split(data_dir: str | Path, split: str, vocab_size: int) -> np.ndarray:
     _check_sha256(path, split)
     try:
         tokens = np.load(path, mmap_mode="r")
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError) as err:  # numpy takes unknown bytes for a pickle
+        why = "not a .npy file" if "pickle" in str(err) else first_line(err)
+        raise UserError(f"cannot read {path} as a NumPy array ({why}); {REMAKE}") from None
+    if tokens.ndim != 2 or tokens.dtype != np.int32:
         raise UserError(
-            f"cannot read {path} as a NumPy array ({first_line(err)}); {REMAKE}"
-        ) from None
-    if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer):
+            f"{path} holds a {tokens.dtype} array of shape {tokens.shape}; expected int32 "
+            f"token ids of shape [S, T] (np.save(path, ids.astype(np.int32))), or {REMAKE}"
+        )
+    if tokens.shape[0] == 0:
         raise UserError(
-            f"{path} holds a {tokens.dtype} array of shape {tokens.shape}; "
-            "expected integer token ids of shape [S, T]"
+            f"{path} holds no sequences (S = 0): the corpus was too small for one chunk of "
+            f"T = {tokens.shape[1]}; re-run `lingcollapse data prepare` with more text or a "
+            "smaller --seq-len"
         )
     if tokens.shape[1] < 2:
         raise UserError(

@@ -122,6 +122,7 @@ def load_model(
         )
     wrapped = EmbeddingModel(model, _identity(source, path), revision, body_only=True)
     wrapped.body_only = _body_is_head_input(wrapped)
+    _check_finite(wrapped)
     return wrapped
 
 
@@ -134,6 +135,20 @@ def _identity(source: str, path: str) -> str:
         except ValueError:
             return Path(path).parent.name
     return source
+
+
+@torch.inference_mode()
+def _check_finite(m: EmbeddingModel) -> None:
+    """NaN or Inf weights make every statistic NaN: refuse them before a long pass."""
+    weight, bias = m.classifier()
+    ids = torch.arange(8, device=m.device).remainder(m.vocab_size).unsqueeze(0)  # (1, 8)
+    h = m.embeddings(ids, ["last"])["last"]  # (1, 8, d)
+    tensors = [weight, h] if bias is None else [weight, bias, h]
+    if not all(torch.isfinite(t).all() for t in tensors):
+        raise UserError(
+            f"{m.name} gives NaN or Inf (in its output layer or its embeddings of a few "
+            "tokens): its weights are damaged, or overflow in this --dtype (try float32)"
+        )
 
 
 @torch.inference_mode()

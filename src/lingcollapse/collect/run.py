@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from lingcollapse import faults, memory
 from lingcollapse.collect import distributed
 from lingcollapse.collect.data import Shard, open_split
-from lingcollapse.collect.model import EmbeddingModel, load_model
+from lingcollapse.collect.model import DTYPES, EmbeddingModel, load_model
 from lingcollapse.device import finish, setup
 from lingcollapse.errors import UserError, first_line
 from lingcollapse.io import atomic_path, exclusive, file_sha256, remove_stale_temps
@@ -78,6 +78,13 @@ class CollectConfig:
             )
         if self.min_count < 1:
             raise UserError(f"--min-count must be at least 1, not {self.min_count}")
+        if self.dtype not in DTYPES:
+            raise UserError(f"unknown --dtype {self.dtype!r}: use one of float32, bf16, fp16")
+        if Path(self.out).is_dir():
+            raise UserError(
+                f"--out {self.out} is a directory: give the stats file to write, e.g. "
+                f"{Path(self.out) / f'{self.split}.safetensors'}"
+            )
         Shard.parse(self.shard)
 
 
@@ -125,12 +132,12 @@ def collect(cfg: CollectConfig) -> list[Path]:
     if not all(path.is_file() for path in outputs):  # a finished pass needs nothing
         batch = min(cfg.batch_size, max(len(rows), 1))
         _check_memory(cfg, model, layers, batch, tokens.shape[1], device)
+    accs = _accumulators(cfg, model, layers, device)  # reads and checks --train-stats
     fingerprint = _fingerprint(cfg, model, tokens, layers, Shard.parse(cfg.shard))
     partial = _partial_path(cfg.out, dist)
     with exclusive(partial, "statistics"):
         for path in [partial, *(outputs if dist.rank == 0 else [])]:
             remove_stale_temps(path)
-        accs = _accumulators(cfg, model, layers, device)
         cursor = _resume(partial, fingerprint, accs, outputs)
         if cursor is None:  # finished before, with this very configuration
             finish(dist)
@@ -215,8 +222,19 @@ def _accumulators(cfg: CollectConfig, model: EmbeddingModel, layers, device) -> 
                 f"{train.vocab_size}, d={train.dim}) do not belong to this model "
                 f"(V={model.vocab_size}, d={model.dim})"
             )
+        _check_finite(layer_path(cfg.train_stats, layer), train, cfg.min_count)
         accs[layer] = ValidationAccumulator(weight, bias, train, cfg.min_count, device)
     return accs
+
+
+def _check_finite(path: Path, train: ClassStats, min_count: int) -> None:
+    """NaN or Inf means of a kept class would decide every NCC comparison (Eq. 9)."""
+    kept = train.counts >= min_count  # (V,)
+    if not torch.isfinite(train.means[kept]).all():
+        raise UserError(
+            f"train stats {path} hold NaN or Inf means of classes with ≥ {min_count} "
+            "samples: re-collect them (e.g. with --dtype float32) or raise --min-count"
+        )
 
 
 def _finished(acc) -> ClassStats | ValidationStats:
