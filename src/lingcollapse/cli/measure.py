@@ -75,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--tile must be positive, not {args.tile}")
     run_dir = _run_dir(args.train_stats)
     out = args.out or run_dir
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file: give a dir for metrics.json and classes.parquet")
     train = load_stats(args.train_stats, kind="train")
     validation = _optional_validation(args)
     classifier = _classifier(args.classifier, run_dir, args.notes)

@@ -20,10 +20,17 @@ def load_classifier(source: str | os.PathLike) -> tuple[Tensor, Tensor | None]:
     """``(weight (V, d), bias (V,) or None)`` in float32 on the CPU."""
     path = Path(source)
     if path.is_file():
-        return _from_safetensors(path)
-    if (path / "model" / "config.json").is_file():
-        path = path / "model"  # a run dir: its model lives in model/
-    return _from_model(str(path) if path.exists() else str(source))
+        weight, bias = _from_safetensors(path)
+    else:
+        if (path / "model" / "config.json").is_file():
+            path = path / "model"  # a run dir: its model lives in model/
+        weight, bias = _from_model(str(path) if path.exists() else str(source))
+    if not torch.isfinite(weight).all() or (bias is not None and not torch.isfinite(bias).all()):
+        raise UserError(
+            f"the classifier {source} holds NaN or Inf: its weights are damaged; use the "
+            "model the stats came from"
+        )
+    return weight, bias
 
 
 def _from_safetensors(path: Path) -> tuple[Tensor, Tensor | None]:

@@ -25,6 +25,8 @@ from lingcollapse.stats.classes import ClassStats
 from lingcollapse.stats.validation import VALIDATION_KEYS, ValidationStats
 
 FORMAT = "lingcollapse.stats/1"
+# The project's other artifacts, so passing one where stats belong says so by name.
+OTHER_KINDS = (".json", ".parquet", ".csv", ".npy", ".toml", ".txt", ".jsonl")
 
 _TRAIN_SCHEMA = {"counts": (torch.int64, 1), "means": (torch.float64, 2), "m2": (torch.float64, 1)}
 _VALIDATION_SCHEMA = {
@@ -92,8 +94,14 @@ def load_stats(
     what is wrong with which file and how to get a good one."""
     path = Path(path)
     if not path.is_file():
+        what = "is a directory" if path.is_dir() else "not found"
         raise UserError(
-            f"stats file {path} not found: check the path, or make it with `lingcollapse collect`"
+            f"stats file {path} {what}: check the path, or make it with `lingcollapse collect`"
+        )
+    if path.suffix in OTHER_KINDS:
+        raise UserError(
+            f"{path} is a {path.suffix} file, not a stats file: pass the .safetensors "
+            "made by `lingcollapse collect`"
         )
     tensors, meta = _read(path)
     expected = meta.get("sha256")
