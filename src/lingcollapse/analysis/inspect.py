@@ -42,7 +42,13 @@ def load_classes(run: Path) -> pd.DataFrame:
     path = Path(run) / "classes.parquet"
     if not path.is_file():
         raise UserError(f"{path} not found; run `lingcollapse measure` on this run first")
-    classes = pd.read_parquet(path)
+    try:
+        classes = pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several types for a bad file
+        raise UserError(
+            f"cannot read {path} ({str(err).splitlines()[0]}): run `lingcollapse measure` "
+            "on this run again"
+        ) from None
     if "token_id" not in classes.columns:
         raise UserError(f"{path} has no token_id column; is it a classes table from measure?")
     if "token" not in classes.columns:

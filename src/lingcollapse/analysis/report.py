@@ -85,16 +85,28 @@ def _results(directory: Path) -> pd.DataFrame:
         raise UserError(
             f"{path} not found: give the --out dir of `lingcollapse analyze` (or a sweep/demo dir)"
         )
-    return pd.read_csv(path)
+    try:
+        return pd.read_csv(path)
+    except ValueError as err:  # pandas' EmptyDataError, ParserError; UnicodeDecodeError
+        raise UserError(
+            f"cannot read {path} ({str(err).splitlines()[0]}): run `lingcollapse analyze` "
+            "with this --out again"
+        ) from None
 
 
 def _correlations(directory: Path, results: pd.DataFrame) -> dict:
     path = directory / "correlations.json"
     if path.is_file():
         try:
-            return json.loads(path.read_text())
+            corr = json.loads(path.read_text())
         except ValueError as err:
             raise UserError(f"cannot read {path}: {err}") from None
+        if not isinstance(corr, dict):
+            raise UserError(
+                f"{path} is not the object `lingcollapse analyze` writes: run analyze with "
+                "this --out again"
+            )
+        return corr
     from lingcollapse.analysis.correlation import correlate
 
     return correlate(results).as_json()  # defaults of analyze: val_loss, 10⁴, seed 0

@@ -51,6 +51,16 @@ def _read_txt_dir(path: Path) -> list[str]:
 
 
 def _read_jsonl(path: Path, column: str) -> list[str]:
+    try:
+        return _jsonl_documents(path, column)
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); a .jsonl corpus "
+            "holds one JSON object per line"
+        ) from None
+
+
+def _jsonl_documents(path: Path, column: str) -> list[str]:
     docs, columns = [], set()
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
