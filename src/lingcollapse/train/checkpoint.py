@@ -15,7 +15,6 @@ one before it is still there to resume from.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -25,18 +24,11 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from lingcollapse.errors import UserError
-from lingcollapse.io import fsync
+from lingcollapse.faults import point
+from lingcollapse.io import file_sha256, fsync
 
 KEEP = 2
 _RNG = "rng/"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -73,18 +65,33 @@ def save(ckpt_root: Path, step: int, model, optimizer, schedule, config: dict) -
         "optimizer": groups,
         "schedule": schedule.state_dict(),
         "sha256": {
-            name: _sha256(tmp / name) for name in ("model.safetensors", "optimizer.safetensors")
+            name: file_sha256(tmp / name) for name in ("model.safetensors", "optimizer.safetensors")
         },
     }
     (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
     for name in ("model.safetensors", "optimizer.safetensors", "state.json"):
         fsync(tmp / name)
-    shutil.rmtree(final, ignore_errors=True)  # a leftover of a run killed after this rename
+    if final.exists():  # a run killed after this rename wrote it before
+        _discard(final)
+    point(f"write:{final}")
     os.replace(tmp, final)
     fsync(ckpt_root)
+    point(f"wrote:{final}")
     for old in _steps(ckpt_root)[:-KEEP]:
-        shutil.rmtree(old, ignore_errors=True)
+        _discard(old)
+    for leftover in ckpt_root.glob(".*.tmp"):  # of runs killed mid-write or mid-delete
+        if leftover != tmp:
+            shutil.rmtree(leftover, ignore_errors=True)
     return final
+
+
+def _discard(path: Path) -> None:
+    """Remove a checkpoint without ever leaving a half-deleted ``step-*``: rename it out
+    of the way first (atomic), then delete."""
+    trash = path.with_name(f".{path.name}.deleted.tmp")
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _steps(ckpt_root: Path) -> list[Path]:
@@ -110,7 +117,7 @@ def latest(ckpt_root: Path) -> tuple[Path, dict] | None:
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(f"checkpoint {path} is unreadable (state.json); {fix}") from None
     for name, digest in expected.items():
-        if not (path / name).is_file() or _sha256(path / name) != digest:
+        if not (path / name).is_file() or file_sha256(path / name) != digest:
             raise UserError(f"checkpoint {path / name} is corrupt (SHA-256 mismatch); {fix}")
     return path, state
 

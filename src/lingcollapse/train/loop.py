@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from lingcollapse.device import finish, setup
 from lingcollapse.errors import UserError
-from lingcollapse.io import exclusive, write_json, write_text
+from lingcollapse.io import exclusive, read_json, write_json, write_text
 from lingcollapse.models.attention import use_sdpa
 from lingcollapse.models.gpt_neo import TABLE3_BATCH, build_model, check_size, run_name
 from lingcollapse.progress import progress
@@ -100,7 +100,7 @@ def _meta(data: Path) -> dict:
         raise UserError(
             f"{data} is not a data dir (no meta.json): make one with `lingcollapse data prepare`"
         )
-    return json.loads(path.read_text())
+    return read_json(path, "prepare the data dir again with `lingcollapse data prepare`")
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -116,7 +116,7 @@ def train(cfg: TrainConfig) -> dict:
     val_tokens = _load_split(data, "validation", vocab)
     if (run / "eval.json").is_file():  # finished before: the same config, or refuse
         _check_config(run / "config.json", cfg)
-        return json.loads((run / "eval.json").read_text())
+        return read_json(run / "eval.json", f"delete it to evaluate {run} again")
     dist = setup(cfg.device)
     try:
         if dist.rank:
@@ -360,7 +360,7 @@ def _record_step(line: str) -> float:
 
 
 def _check_config(path: Path, cfg) -> None:
-    recorded = json.loads(path.read_text())
+    recorded = read_json(path, f"{path.parent} is damaged: train into another --out")
     names = {f.name for f in fields(TrainConfig)} - set(RUNTIME)
     _check_fields({k: recorded.get(k) for k in names}, cfg.recorded(), path.parent)
 
