@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from lingcollapse.errors import UserError
 from lingcollapse.hub import load_pretrained
+from lingcollapse.models.attention import use_sdpa
 
 DTYPES = {
     "float32": torch.float32,
@@ -116,6 +117,7 @@ def load_model(
         kwargs["revision"] = revision
     model = load_pretrained(AutoModelForCausalLM.from_pretrained, path, "model", **kwargs)
     model.to(device).eval()
+    use_sdpa(model)  # GPT-Neo only (others load with SDPA): fused kernels, no (B, H, T, T)
     if model.get_output_embeddings() is None:
         raise UserError(
             f"{source} has no output layer (get_output_embeddings() is None): it is not a causal LM"
