@@ -130,6 +130,19 @@ def test_layerwise_files_and_measure(data, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["layer"] == "1"
 
 
+def test_validation_of_an_inner_layer_reads_only_its_train_stats(data, tmp_path):
+    """`--layers 0` writes train.layer00 alone; its validation pass must not need the
+    train.safetensors of the last layer, which was never made."""
+    model_dir = save_model(tmp_path / "model", "gpt2")
+    kw = {"model": str(model_dir), "data": str(data), "device": "cpu", "layers": "0"}
+    train = tmp_path / "train.safetensors"
+    assert collect(CollectConfig(**kw, out=str(train))) == [tmp_path / "train.layer00.safetensors"]
+    out = tmp_path / "val.safetensors"
+    val = CollectConfig(**kw, split="validation", train_stats=str(train), out=str(out))
+    assert collect(val) == [tmp_path / "val.layer00.safetensors"]
+    assert load_stats(tmp_path / "val.layer00.safetensors").totals()["n_val_samples"] > 0
+
+
 def test_shards_merge_to_the_whole_and_rerun_is_a_no_op(data, tmp_path):
     model_dir = save_model(tmp_path / "model", "gpt2")
     kw = {"model": str(model_dir), "data": str(data), "device": "cpu", "batch_size": 4}

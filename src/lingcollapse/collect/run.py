@@ -426,16 +426,19 @@ def _fingerprint(cfg: CollectConfig, model: EmbeddingModel, tokens, layers, shar
         "covariance": cfg.covariance,
         "shard": str(shard),
         "min_count": cfg.min_count,
-        "train_stats": _train_sha(cfg),
+        "train_stats": _train_sha(cfg, layers),
     }
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()
 
 
-def _train_sha(cfg: CollectConfig) -> str | None:
+def _train_sha(cfg: CollectConfig, layers) -> str | None:
+    """Of the train stats each layer's decisions use (``--layers 0`` reads only
+    ``train.layer00``, so ``--train-stats`` itself need not exist)."""
     if not cfg.train_stats:
         return None
-    return file_sha256(cfg.train_stats)  # streamed: the file is 8·V·d bytes
+    # streamed: each file is 8·V·d bytes
+    return ",".join(file_sha256(layer_path(cfg.train_stats, layer)) for layer in layers)
 
 
 def _metadata(cfg: CollectConfig, model: EmbeddingModel, tokens, fingerprint: str) -> dict:
