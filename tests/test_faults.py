@@ -384,9 +384,15 @@ vocab_size = 300
 widths = [8]
 depths = [1]
 epochs = [2]
-options = { batch_size = 16, lr = 3e-3, allow_any_size = true, checkpoint_every = 6 }
+[train.options]
+batch_size = 16
+lr = 3e-3
+allow_any_size = true
+checkpoint_every = 6
+device = "cpu"
 [collect]
 batch_size = 8
+device = "cpu"
 checkpoint_every = 16
 """
 CELL = "runs/TinyStories-01x0008_02d"

@@ -46,7 +46,9 @@ DATA_KEYS = {
     "text_column",
     "dataset_dir",
 }
-COLLECT_KEYS = {"batch_size", "checkpoint_every", "layers", "dtype", "covariance", "min_count"}
+COLLECT_KEYS = {
+    "batch_size", "checkpoint_every", "layers", "dtype", "covariance", "min_count", "device",
+}  # fmt: skip
 MEASURE_KEYS = {"preset", "min_count", "cdnv_power"}
 ANALYZE_KEYS = {"target", "permutations", "seed"}
 EXECUTOR_KEYS = {"kind", "slurm"}

@@ -100,7 +100,16 @@ def _meta(data: Path) -> dict:
         raise UserError(
             f"{data} is not a data dir (no meta.json): make one with `lingcollapse data prepare`"
         )
-    return read_json(path, "prepare the data dir again with `lingcollapse data prepare`")
+    fix = "prepare the data dir again with `lingcollapse data prepare`"
+    meta = read_json(path, fix)
+    if not isinstance(meta, dict):
+        raise UserError(f"{path} is not a data dir's meta.json (not an object): {fix}")
+    for key, required in (("vocab_size", True), ("eos_token_id", False)):
+        if required or key in meta:
+            value = meta.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UserError(f"{path} has no valid {key} (got {value!r}): {fix}")
+    return meta
 
 
 def train(cfg: TrainConfig) -> dict:
