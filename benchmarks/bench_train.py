@@ -62,10 +62,11 @@ class _StepTimes:
 def run_trainer(args, data: Path) -> list[float]:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from lingcollapse.models.gpt_neo import build_model
+    from lingcollapse.models.registry import build
 
     tokens = np.load(data / "train.npy")
-    model = build_model(
+    model = build(
+        "gpt-neo",
         args.width,
         args.depth,
         VOCAB,

@@ -19,7 +19,7 @@ from lingcollapse.collect.model import load_model
 from lingcollapse.errors import UserError
 from lingcollapse.metrics import compute
 from lingcollapse.metrics.compute import measure
-from lingcollapse.models.gpt_neo import build_model
+from lingcollapse.models.registry import build
 from lingcollapse.stats import ClassStats
 from lingcollapse.stats.files import save_stats
 from tiny import data_dir, save_model
@@ -47,12 +47,25 @@ cpu_build_only = pytest.mark.skipif(
 )
 
 
+# Linux keeps a process's ru_maxrss across exec, so a child forked straight from this
+# (large, late in the suite) pytest process would report pytest's size; a small Python
+# starts the command instead and reports the grandchild's peak.
+_SPAWN = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = proc.stderr.read()
+_, status, usage = os.wait4(proc.pid, 0)
+sys.stderr.buffer.write(err)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
 def peak_rss(cmd: list[str]) -> int:
-    """Peak resident bytes of one command run as a child process (the kernel's ru_maxrss)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read().decode()
-    return usage.ru_maxrss * 1024
+    """Peak resident bytes of one command run as a fresh process (the kernel's ru_maxrss)."""
+    run = subprocess.run([sys.executable, "-c", _SPAWN, *cmd], capture_output=True, text=True)
+    code, kib = map(int, run.stdout.split())
+    assert code == 0, run.stderr
+    return kib * 1024
 
 
 def fake_free(monkeypatch, free: int) -> None:
@@ -96,7 +109,7 @@ def test_collect_estimates_bound_the_peaks(tmp_path):
     """GPT-Neo at T = 512, B = 8, collected through fused attention (SDPA): no (B, H, T, T)
     scores, so activations and statistics make the peak."""
     vocab, batch, seq_len = 2048, 8, 512
-    build_model(64, 2, vocab, seed=0, allow_any_size=True).save_pretrained(tmp_path / "model")
+    build("gpt-neo", 64, 2, vocab, seed=0, allow_any_size=True).save_pretrained(tmp_path / "model")
     data = data_dir(tmp_path / "data", vocab=vocab, sequences=(16, 16), seq_len=seq_len)
     shape = memory.ModelShape.of(load_model(str(tmp_path / "model")).model)
     assert not shape.eager_attention and shape.heads == 16

@@ -18,8 +18,10 @@ from safetensors.torch import load_file
 
 from lingcollapse.cli import main
 from lingcollapse.data.prepare import prepare_embedded
+from lingcollapse.models import registry
 from lingcollapse.models.attention import use_sdpa
-from lingcollapse.models.gpt_neo import build_model, gpt_neo_config
+from lingcollapse.models.gpt_neo import gpt_neo_config
+from lingcollapse.models.registry import build
 from lingcollapse.train.loop import TrainConfig, train
 from tiny import data_dir
 
@@ -43,7 +45,7 @@ def test_table2_architecture_and_paper_size():
     )
     assert config.embed_dropout == config.attention_dropout == config.resid_dropout == 0
     # the authors' table lists 01x0064 with 3,397,440 parameters (tied embeddings)
-    assert build_model(64, 1, 50257, seed=0).num_parameters() == 3_397_440
+    assert build("gpt-neo", 64, 1, 50257, seed=0).num_parameters() == 3_397_440
 
 
 def test_unknown_sizes_are_refused_unless_allowed(data, capsys):
@@ -205,7 +207,7 @@ def test_bad_data_is_refused(tmp_path, capsys):
 
 def test_sdpa_attention_is_gpt_neos_own(tmp_path):
     """Global and sliding-window layers (T > window), with and without a padding mask."""
-    eager = build_model(32, 2, 300, 0, max_positions=320, allow_any_size=True).eval()
+    eager = build("gpt-neo", 32, 2, 300, 0, max_positions=320, allow_any_size=True).eval()
     fused = copy.deepcopy(eager)
     use_sdpa(fused)
     ids = torch.randint(0, 300, (2, 300), generator=torch.Generator().manual_seed(0))
@@ -278,3 +280,31 @@ def test_cuda_training_compiled_in_bf16_matches_cpu(data, tmp_path):
         results[device] = train(cfg)
     assert results["cuda"]["val_loss"] == pytest.approx(results["cpu"]["val_loss"], rel=2e-2)
     assert results["cuda"]["val_tokens"] == results["cpu"]["val_tokens"]
+
+
+@pytest.mark.parametrize("family", ["gpt2", "pythia", "llama"])
+def test_other_families_train_at_the_same_width_and_depth(data, tmp_path, family):
+    from transformers import AutoModelForCausalLM
+
+    cfg = TrainConfig(
+        str(data), str(tmp_path / "run"), family=family, width=32, depth=2, lr=3e-3,
+        batch_size=32, allow_any_size=True, device="cpu",
+    )  # fmt: skip
+    result = train(cfg)
+    assert result["val_loss"] < np.log(300)  # it learned something in one epoch
+    name = registry.family(family).name  # the alias resolves: pythia → gpt-neox
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["family"] == name and config["model"] == f"TinyStories-02x0032_01d-{name}"
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")
+    assert type(model).__name__ == registry.FAMILIES[name].model_class
+    assert model.config.hidden_size == 32 and model.config.num_hidden_layers == 2
+
+
+def test_an_unknown_family_gets_a_did_you_mean(data, tmp_path, capsys):
+    argv = ["train", "--data", str(data), "--out", str(tmp_path / "r"), "--family", "lama"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1 and "unknown model family 'lama'" in err[0] and "did you mean llama" in err[0]
+    )
+    assert not (tmp_path / "r").exists()

@@ -6,80 +6,31 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
-from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
-    GPTNeoConfig,
-    GPTNeoForCausalLM,
-    GPTNeoXConfig,
-    GPTNeoXForCausalLM,
-    LlamaConfig,
-    LlamaForCausalLM,
-)
+
+from lingcollapse.models import registry
 
 VOCAB, WIDTH = 97, 16
 
 
+# The registry's families at a tiny size: 2 heads, short positions, small MLPs.
+TINY = {
+    "gpt-neo": {"num_heads": 2, "window_size": 8, "max_position_embeddings": 64},
+    "gpt2": {"n_head": 2, "n_positions": 64},
+    "gpt-neox": {"num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 64},
+    "llama": {
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "intermediate_size": 32,
+        "max_position_embeddings": 64,
+    },
+}
+
+
 def tiny_model(family: str, vocab: int = VOCAB, width: int = WIDTH, layers: int = 2, seed=0):
-    torch.manual_seed(seed)
-    if family == "gpt-neo":
-        config = GPTNeoConfig(
-            vocab_size=vocab,
-            hidden_size=width,
-            num_layers=layers,
-            attention_types=[[["global", "local"], layers // 2]],
-            num_heads=2,
-            window_size=8,
-            max_position_embeddings=64,
-            bos_token_id=0,
-            eos_token_id=0,
-        )
-        return GPTNeoForCausalLM(config)
-    if family == "gpt2":
-        return GPT2LMHeadModel(
-            GPT2Config(
-                vocab_size=vocab,
-                n_embd=width,
-                n_layer=layers,
-                n_head=2,
-                n_positions=64,
-                bos_token_id=0,
-                eos_token_id=0,
-            )
-        )
-    if family == "gpt-neox":
-        return GPTNeoXForCausalLM(
-            GPTNeoXConfig(
-                vocab_size=vocab,
-                hidden_size=width,
-                num_hidden_layers=layers,
-                num_attention_heads=2,
-                intermediate_size=32,
-                max_position_embeddings=64,
-                bos_token_id=0,
-                eos_token_id=0,
-            )
-        )
-    if family == "llama":
-        return LlamaForCausalLM(
-            LlamaConfig(
-                vocab_size=vocab,
-                hidden_size=width,
-                intermediate_size=32,
-                num_hidden_layers=layers,
-                num_attention_heads=2,
-                num_key_value_heads=2,
-                max_position_embeddings=64,
-                tie_word_embeddings=False,
-                bos_token_id=0,
-                eos_token_id=0,
-            )
-        )
-    raise ValueError(family)
+    return registry.build(family, width, layers, vocab, seed, allow_any_size=True, **TINY[family])
 
 
-FAMILIES = ["gpt-neo", "gpt2", "gpt-neox", "llama"]
+FAMILIES = list(registry.FAMILIES)
 
 
 def save_model(path: Path, family: str = "gpt2", **kwargs) -> Path:

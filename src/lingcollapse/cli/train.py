@@ -9,7 +9,7 @@ import json
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
-        help="train one GPT-Neo model (resumable)",
+        help="train one model of the paper's grid (resumable)",
         description="Teacher-forced cross-entropy with AdamW and a linear learning-rate decay "
         "without warm-up (the paper's Appendix C). Re-running the same command after an "
         "interruption resumes from the last checkpoint. Data-parallel on several GPUs or "
@@ -18,6 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", required=True, help="data dir from `data prepare`")
     p.add_argument("--out", required=True, help="run dir to write")
+    p.add_argument(
+        "--family",
+        default="gpt-neo",
+        help="gpt-neo (the paper's, Table 2) | gpt2 | gpt-neox | llama, at the same width × depth",
+    )
     p.add_argument("--width", type=int, default=64, help="d ∈ {64, …, 1024} (Table 2)")
     p.add_argument("--depth", type=int, default=1, help="L ∈ {1, 2, 4, 8, 12}")
     p.add_argument("--epochs", type=int, default=1)
@@ -56,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         data=args.data,
         out=args.out,
+        family=args.family,
         width=args.width,
         depth=args.depth,
         epochs=args.epochs,

@@ -81,16 +81,6 @@ def gpt_neo_config(
     )
 
 
-def build_model(width: int, depth: int, vocab_size: int, seed: int, **kwargs):
-    """A freshly initialised GPT-Neo; the seed fixes the initialisation."""
-    import torch
-    from transformers import GPTNeoForCausalLM
-
-    config = gpt_neo_config(width, depth, vocab_size, **kwargs)
-    torch.manual_seed(seed)
-    return GPTNeoForCausalLM(config)
-
-
 def run_name(depth: int, width: int, epochs: int, weight_decay: float, seed: int = 0) -> str:
     """The paper's run names, e.g. ``TinyStories-02x0768_01d`` (d: β = 0.0005, L: β = 0.1,
     other decays written out), with ``-s{seed}`` for seeds other than 0."""

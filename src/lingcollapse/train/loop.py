@@ -32,8 +32,9 @@ import torch.nn.functional as F
 from lingcollapse.device import finish, setup
 from lingcollapse.errors import UserError
 from lingcollapse.io import exclusive, read_json, write_json, write_text
+from lingcollapse.models import registry
 from lingcollapse.models.attention import use_sdpa
-from lingcollapse.models.gpt_neo import TABLE3_BATCH, build_model, check_size, run_name
+from lingcollapse.models.gpt_neo import TABLE3_BATCH, check_size, run_name
 from lingcollapse.progress import progress
 from lingcollapse.train import checkpoint
 
@@ -46,6 +47,7 @@ class TrainConfig:
 
     data: str
     out: str
+    family: str = "gpt-neo"  # the paper's; see lingcollapse.models.registry
     width: int = 64
     depth: int = 1
     epochs: int = 1
@@ -60,6 +62,7 @@ class TrainConfig:
     compile: str = "auto"  # torch.compile: auto (on CUDA) | on | off
 
     def __post_init__(self) -> None:
+        self.family = registry.family(self.family).name  # an alias resolves to its name
         check_size(self.width, self.depth, self.allow_any_size)
         if self.epochs < 1:
             raise UserError(f"--epochs must be at least 1, not {self.epochs}")
@@ -77,7 +80,8 @@ class TrainConfig:
 
     @property
     def name(self) -> str:
-        return run_name(self.depth, self.width, self.epochs, self.weight_decay, self.seed)
+        name = run_name(self.depth, self.width, self.epochs, self.weight_decay, self.seed)
+        return name if self.family == "gpt-neo" else f"{name}-{self.family}"
 
     def recorded(self) -> dict:
         """The fields that must match to resume: those that decide the weights (paths
@@ -157,7 +161,8 @@ class _Objective(torch.nn.Module):
 
 
 def _build(cfg, meta: dict, seq_len: int, dist):
-    model = build_model(
+    model = registry.build(
+        cfg.family,
         cfg.width,
         cfg.depth,
         int(meta["vocab_size"]),

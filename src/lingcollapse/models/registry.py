@@ -1,0 +1,121 @@
+"""Model families by name: ``lingcollapse train --family NAME`` and the tests' tiny models.
+
+``gpt-neo`` is the paper's architecture (Table 2, :mod:`lingcollapse.models.gpt_neo`).
+The others are the same width × depth in the shape of three more Hugging Face causal
+LMs, so a study can ask whether collapse depends on the architecture:
+
+- ``gpt2``: learned positions, fused QKV, scaled attention, GELU MLP of 4d;
+- ``gpt-neox`` (Pythia's): rotary positions, parallel attention and MLP, untied head;
+- ``llama``: rotary positions, RMSNorm, SwiGLU MLP of 4d, untied head.
+
+Each builds offline from a config (no download) with 16 heads (fewer for tiny widths),
+no dropout and the tokenizer's vocabulary. Names are case-insensitive, with aliases
+(``neo``, ``pythia``, ``neox``, …) and a "did you mean" for a near miss.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lingcollapse.errors import UserError
+from lingcollapse.models.gpt_neo import check_size, gpt_neo_config, heads_for
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    aliases: tuple[str, ...]
+    config: Callable[..., object]  # (width, depth, vocab, max_positions, eos, **overrides)
+    model_class: str  # in transformers
+
+
+def _gpt_neo(width, depth, vocab, max_positions, eos, **overrides):
+    config = gpt_neo_config(width, depth, vocab, max_positions, eos, allow_any_size=True)
+    config.update(overrides)
+    if "num_layers" in overrides or "attention_types" in overrides:  # keep them consistent
+        config.attention_layers = config.expand_attention_types_params(config.attention_types)
+    return config
+
+
+def _gpt2(width, depth, vocab, max_positions, eos, **overrides):
+    from transformers import GPT2Config
+
+    return GPT2Config(**{
+        "vocab_size": vocab, "n_embd": width, "n_layer": depth, "n_head": heads_for(width),
+        "n_positions": max(max_positions, 2048), "activation_function": "gelu_new",
+        "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
+        "bos_token_id": eos, "eos_token_id": eos, **overrides,
+    })  # fmt: skip
+
+
+def _gpt_neox(width, depth, vocab, max_positions, eos, **overrides):
+    from transformers import GPTNeoXConfig
+
+    return GPTNeoXConfig(**{
+        "vocab_size": vocab, "hidden_size": width, "num_hidden_layers": depth,
+        "num_attention_heads": heads_for(width), "intermediate_size": 4 * width,
+        "max_position_embeddings": max(max_positions, 2048), "hidden_dropout": 0.0,
+        "attention_dropout": 0.0, "bos_token_id": eos, "eos_token_id": eos, **overrides,
+    })  # fmt: skip
+
+
+def _llama(width, depth, vocab, max_positions, eos, **overrides):
+    from transformers import LlamaConfig
+
+    heads = heads_for(width)
+    return LlamaConfig(**{
+        "vocab_size": vocab, "hidden_size": width, "num_hidden_layers": depth,
+        "num_attention_heads": heads, "num_key_value_heads": heads,
+        "intermediate_size": 4 * width, "max_position_embeddings": max(max_positions, 2048),
+        "attention_dropout": 0.0, "tie_word_embeddings": False, "bos_token_id": eos,
+        "eos_token_id": eos, **overrides,
+    })  # fmt: skip
+
+
+FAMILIES = {
+    f.name: f
+    for f in (
+        Family("gpt-neo", ("gptneo", "gpt_neo", "neo"), _gpt_neo, "GPTNeoForCausalLM"),
+        Family("gpt2", ("gpt-2", "gpt_2"), _gpt2, "GPT2LMHeadModel"),
+        Family("gpt-neox", ("gptneox", "gpt_neox", "neox", "pythia"), _gpt_neox,
+               "GPTNeoXForCausalLM"),
+        Family("llama", ("llama2", "llama3"), _llama, "LlamaForCausalLM"),
+    )
+}  # fmt: skip
+_BY_NAME = {alias: f for f in FAMILIES.values() for alias in (f.name, *f.aliases)}
+
+
+def family(name: str) -> Family:
+    """The family called ``name`` (or one of its aliases), or a did-you-mean error."""
+    found = _BY_NAME.get(name.lower())
+    if found is None:
+        close = difflib.get_close_matches(name.lower(), list(_BY_NAME), n=1)
+        hint = f"; did you mean {_BY_NAME[close[0]].name}?" if close else ""
+        raise UserError(f"unknown model family {name!r}: use one of {', '.join(FAMILIES)}{hint}")
+    return found
+
+
+def build(
+    name: str,
+    width: int,
+    depth: int,
+    vocab_size: int,
+    seed: int,
+    *,
+    max_positions: int = 2048,
+    eos_token_id: int = 0,
+    allow_any_size: bool = False,
+    **overrides,
+):
+    """A freshly initialised model of family ``name``; the seed fixes the initialisation.
+    ``overrides`` go into its config (e.g. ``num_heads=2`` for a tiny test model)."""
+    import torch
+    import transformers
+
+    fam = family(name)
+    check_size(width, depth, allow_any_size)
+    config = fam.config(width, depth, vocab_size, max_positions, eos_token_id, **overrides)
+    torch.manual_seed(seed)
+    return getattr(transformers, fam.model_class)(config)
