@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,5 +76,7 @@ def run(args: argparse.Namespace) -> int:
         attention=args.attention,
         compile=args.compile,
     )
-    print(json.dumps(train(cfg)))
+    result = train(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:  # once under torchrun / accelerate
+        print(json.dumps(result))
     return 0
