@@ -70,7 +70,7 @@ def open_split(data_dir: str | Path, split: str, vocab_size: int) -> np.ndarray:
         )
     _check_sha256(path, split)
     try:
-        tokens = np.load(path, mmap_mode="r")
+        tokens = np.load(path, mmap_mode="r", allow_pickle=False)  # never unpickle input
     except (ValueError, OSError) as err:  # numpy takes unknown bytes for a pickle
         why = "not a .npy file" if "pickle" in str(err) else first_line(err)
         raise UserError(f"cannot read {path} as a NumPy array ({why}); {REMAKE}") from None
