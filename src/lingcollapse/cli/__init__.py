@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
+            # libraries' notices to their own developers, not to our users
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.")
             return int(args.func(args) or 0)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
