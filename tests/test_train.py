@@ -199,6 +199,23 @@ def test_changed_config_is_refused_naming_the_fields(data, tmp_path, capsys):
     assert len(err) == 1 and "lr" in err[0] and "seed" in err[0]
 
 
+def test_a_run_from_before_the_family_field_is_gpt_neo(data, tmp_path, capsys):
+    """config.json of a run made before ``family`` existed: the field's default, so the
+    finished run is accepted as gpt-neo and refused as anything else."""
+    base = ["train", "--data", str(data), "--out", str(tmp_path / "r"), "--width", "16",
+            "--batch-size", "64", "--allow-any-size", "--device", "cpu"]  # fmt: skip
+    assert main(base) == 0
+    path = tmp_path / "r" / "config.json"
+    config = json.loads(path.read_text())
+    del config["family"]
+    path.write_text(json.dumps(config))
+    assert main(base) == 0
+    capsys.readouterr()
+    assert main([*base, "--family", "llama"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "family: 'gpt-neo' → 'llama'" in err[0]
+
+
 def test_bad_data_is_refused(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2

@@ -124,12 +124,12 @@ def train(cfg: TrainConfig) -> dict:
     """
     run, data = Path(cfg.out), Path(cfg.data)
     meta = _meta(data)
-    vocab = int(meta["vocab_size"])
-    tokens = _load_split(data, "train", vocab)
-    val_tokens = _load_split(data, "validation", vocab)
     if (run / "eval.json").is_file():  # finished before: the same config, or refuse
         _check_config(run / "config.json", cfg)
         return read_json(run / "eval.json", f"delete it to evaluate {run} again")
+    vocab = int(meta["vocab_size"])  # the splits are hashed and checked: only when training
+    tokens = _load_split(data, "train", vocab)
+    val_tokens = _load_split(data, "validation", vocab)
     dist = setup(cfg.device)
     try:
         if dist.rank:
@@ -152,12 +152,13 @@ class _Objective(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, ids):  # (B, T) → (), ()
+    def forward(self, ids, hits: bool = False):  # (B, T) → (), () or None
         hidden = self.model.base_model(input_ids=ids, use_cache=False).last_hidden_state
         logits = self.model.get_output_embeddings()(hidden[:, :-1]).float()  # (B, T−1, V)
         labels = ids[:, 1:]
         loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum")
-        return loss, (logits.argmax(-1) == labels).sum()
+        # top-1 only for evaluation: an argmax over V is a whole extra pass over the logits
+        return loss, (logits.argmax(-1) == labels).sum() if hits else None
 
 
 def _build(cfg, meta: dict, seq_len: int, dist):
@@ -300,7 +301,7 @@ def evaluate(net, tokens, batch_size: int, dist) -> dict:
     for start in range(lo, hi, batch_size):
         ids = _rows(tokens, np.arange(start, min(start + batch_size, hi)), dist.device)
         with torch.autocast(dist.device.type, torch.bfloat16, enabled=dist.device.type == "cuda"):
-            loss_sum, hits = net(ids)
+            loss_sum, hits = net(ids, hits=True)
         sums += torch.stack([loss_sum.double(), hits.double(), sums.new_tensor(ids[:, 1:].numel())])
     if dist.world > 1:
         torch.distributed.all_reduce(sums)
@@ -375,14 +376,17 @@ def _record_step(line: str) -> float:
 
 def _check_config(path: Path, cfg) -> None:
     recorded = read_json(path, f"{path.parent} is damaged: train into another --out")
-    names = {f.name for f in fields(TrainConfig)} - set(RUNTIME)
-    _check_fields({k: recorded.get(k) for k in names}, cfg.recorded(), path.parent)
+    _check_fields(recorded, cfg.recorded(), path.parent)
 
 
 def _check_fields(before: dict, now: dict, run: Path) -> None:
-    changed = sorted(k for k in now if before.get(k) != now[k])
+    """Refuse ``now`` unless every field equals the recorded one; a field that a run made
+    before it existed does not record counts as its default (``family``: gpt-neo)."""
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    before = {k: before.get(k, defaults.get(k)) for k in now}
+    changed = sorted(k for k in now if before[k] != now[k])
     if changed:
-        detail = ", ".join(f"{k}: {before.get(k)!r} → {now[k]!r}" for k in changed)
+        detail = ", ".join(f"{k}: {before[k]!r} → {now[k]!r}" for k in changed)
         raise UserError(
             f"{run} is a run with another config ({detail}); resume it with "
             "the same options or train into another --out"
