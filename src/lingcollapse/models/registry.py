@@ -27,48 +27,48 @@ from lingcollapse.models.gpt_neo import check_size, gpt_neo_config, heads_for
 class Family:
     name: str
     aliases: tuple[str, ...]
-    config: Callable[..., object]  # (width, depth, vocab, max_positions, eos, **overrides)
+    config: Callable[..., object]  # (width, depth, vocab, positions, eos, **overrides)
     model_class: str  # in transformers
 
 
-def _gpt_neo(width, depth, vocab, max_positions, eos, **overrides):
-    config = gpt_neo_config(width, depth, vocab, max_positions, eos, allow_any_size=True)
+def _gpt_neo(width, depth, vocab, positions, eos, **overrides):
+    config = gpt_neo_config(width, depth, vocab, positions, eos, allow_any_size=True)
     config.update(overrides)
     if "num_layers" in overrides or "attention_types" in overrides:  # keep them consistent
         config.attention_layers = config.expand_attention_types_params(config.attention_types)
     return config
 
 
-def _gpt2(width, depth, vocab, max_positions, eos, **overrides):
+def _gpt2(width, depth, vocab, positions, eos, **overrides):
     from transformers import GPT2Config
 
     return GPT2Config(**{
         "vocab_size": vocab, "n_embd": width, "n_layer": depth, "n_head": heads_for(width),
-        "n_positions": max(max_positions, 2048), "activation_function": "gelu_new",
+        "n_positions": positions, "activation_function": "gelu_new",
         "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
         "bos_token_id": eos, "eos_token_id": eos, **overrides,
     })  # fmt: skip
 
 
-def _gpt_neox(width, depth, vocab, max_positions, eos, **overrides):
+def _gpt_neox(width, depth, vocab, positions, eos, **overrides):
     from transformers import GPTNeoXConfig
 
     return GPTNeoXConfig(**{
         "vocab_size": vocab, "hidden_size": width, "num_hidden_layers": depth,
         "num_attention_heads": heads_for(width), "intermediate_size": 4 * width,
-        "max_position_embeddings": max(max_positions, 2048), "hidden_dropout": 0.0,
+        "max_position_embeddings": positions, "hidden_dropout": 0.0,
         "attention_dropout": 0.0, "bos_token_id": eos, "eos_token_id": eos, **overrides,
     })  # fmt: skip
 
 
-def _llama(width, depth, vocab, max_positions, eos, **overrides):
+def _llama(width, depth, vocab, positions, eos, **overrides):
     from transformers import LlamaConfig
 
     heads = heads_for(width)
     return LlamaConfig(**{
         "vocab_size": vocab, "hidden_size": width, "num_hidden_layers": depth,
         "num_attention_heads": heads, "num_key_value_heads": heads,
-        "intermediate_size": 4 * width, "max_position_embeddings": max(max_positions, 2048),
+        "intermediate_size": 4 * width, "max_position_embeddings": positions,
         "attention_dropout": 0.0, "tie_word_embeddings": False, "bos_token_id": eos,
         "eos_token_id": eos, **overrides,
     })  # fmt: skip
@@ -116,6 +116,7 @@ def build(
 
     fam = family(name)
     check_size(width, depth, allow_any_size)
-    config = fam.config(width, depth, vocab_size, max_positions, eos_token_id, **overrides)
+    positions = max(max_positions, 2048)  # at least GPT-Neo's 2,048 (Table 2)
+    config = fam.config(width, depth, vocab_size, positions, eos_token_id, **overrides)
     torch.manual_seed(seed)
     return getattr(transformers, fam.model_class)(config)
