@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lingcollapse import faults
+from lingcollapse.errors import UserError, first_line
 
 CHECKSUM = "content_sha256"  # the key of a JSON object's checksum of its other keys
 
@@ -37,8 +38,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     make_parent(path)
     if path.is_dir():
-        from lingcollapse.errors import UserError
-
         raise UserError(f"cannot write {path}: it is a directory; give a file path")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -58,8 +57,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 def make_parent(path: Path) -> None:
     """Create ``path``'s directory; one on the way being a file is a :class:`UserError`."""
-    from lingcollapse.errors import UserError
-
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -100,8 +97,6 @@ def exclusive(path: str | os.PathLike, what: str = "output") -> Iterator[None]:
     Two processes writing one output (two sweeps into one dir, a command started twice)
     would corrupt it; the second gets a :class:`UserError` instead.
     """
-    from lingcollapse.errors import UserError
-
     path = Path(path)
     lock = path.parent / f".{path.name}.lock"
     make_parent(lock)
@@ -136,8 +131,6 @@ def write_json(path: str | os.PathLike, obj: Any, checksum: bool = False) -> Non
 def read_json(path: str | os.PathLike, remedy: str) -> Any:
     """Load a JSON file; a truncated, garbled or (where it records its ``content_sha256``)
     bit-flipped one is a :class:`UserError` naming the file and ``remedy``, the fix."""
-    from lingcollapse.errors import UserError, first_line
-
     try:
         data = json.loads(Path(path).read_bytes())
     except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError

@@ -109,6 +109,12 @@ def metric_columns(table: pd.DataFrame, target: str) -> list[str]:
     return sorted(cols, key=lambda c: order.get(c, len(order)))
 
 
+def check_permutations(permutations: int) -> None:
+    """The permutation test needs at least one permutation."""
+    if permutations < 1:
+        raise UserError(f"--permutations must be positive, not {permutations}")
+
+
 def correlate(
     table: pd.DataFrame,
     target: str = "val_loss",
@@ -119,8 +125,7 @@ def correlate(
     if target not in table.columns:
         columns = ", ".join(map(str, table.columns))
         raise UserError(f"target column {target!r} not in the table (columns: {columns})")
-    if permutations < 1:
-        raise UserError(f"--permutations must be positive, not {permutations}")
+    check_permutations(permutations)
     y_all = numeric_column(table, target)
     has_y = np.isfinite(y_all)
     if has_y.sum() < 3:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lingcollapse.errors import UserError
+from lingcollapse.errors import UserError, first_line
 from lingcollapse.io import read_json
 
 COLUMNS = (
@@ -46,8 +46,7 @@ def load_classes(run: Path) -> pd.DataFrame:
         classes = pd.read_parquet(path)
     except Exception as err:  # pyarrow raises several types for a bad file
         raise UserError(
-            f"cannot read {path} ({str(err).splitlines()[0]}): run `lingcollapse measure` "
-            "on this run again"
+            f"cannot read {path} ({first_line(err)}): run `lingcollapse measure` on this run again"
         ) from None
     if "token_id" not in classes.columns:
         raise UserError(f"{path} has no token_id column; is it a classes table from measure?")

@@ -18,8 +18,8 @@ import pandas as pd
 
 from lingcollapse.analysis.directions import IDENTITY, METRICS, arrow, is_metric
 from lingcollapse.analysis.summary import ALPHA, significant
-from lingcollapse.errors import UserError
-from lingcollapse.io import write_text
+from lingcollapse.errors import UserError, first_line
+from lingcollapse.io import read_json, write_text
 
 # Order and captions of the figures on the page (paper numbering).
 SECTIONS = (
@@ -89,7 +89,7 @@ def _results(directory: Path) -> pd.DataFrame:
         return pd.read_csv(path)
     except ValueError as err:  # pandas' EmptyDataError, ParserError; UnicodeDecodeError
         raise UserError(
-            f"cannot read {path} ({str(err).splitlines()[0]}): run `lingcollapse analyze` "
+            f"cannot read {path} ({first_line(err)}): run `lingcollapse analyze` "
             "with this --out again"
         ) from None
 
@@ -97,10 +97,7 @@ def _results(directory: Path) -> pd.DataFrame:
 def _correlations(directory: Path, results: pd.DataFrame) -> dict:
     path = directory / "correlations.json"
     if path.is_file():
-        try:
-            corr = json.loads(path.read_text())
-        except ValueError as err:
-            raise UserError(f"cannot read {path}: {err}") from None
+        corr = read_json(path, "run `lingcollapse analyze` with this --out again")
         if not isinstance(corr, dict):
             raise UserError(
                 f"{path} is not the object `lingcollapse analyze` writes: run analyze with "

@@ -68,6 +68,7 @@ def _validate(args) -> None:
     """Build a command's config without running it: each config checks its own values."""
     from dataclasses import fields
 
+    from lingcollapse.analysis.correlation import check_permutations
     from lingcollapse.collect.run import CollectConfig
     from lingcollapse.data.prepare import PrepareConfig
     from lingcollapse.metrics import conventions
@@ -79,8 +80,8 @@ def _validate(args) -> None:
         cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
     elif args.command == "measure":
         conventions.resolve(args.preset, min_count=args.min_count, cdnv_power=args.cdnv_power)
-    elif args.command == "analyze" and args.permutations < 1:
-        raise UserError(f"--permutations must be positive, not {args.permutations}")
+    elif args.command == "analyze":
+        check_permutations(args.permutations)
 
 
 def prepare_data(grid: Grid, out: Path) -> Path:
