@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from scipy import stats
 
 from lingcollapse.analysis import published
 from lingcollapse.analysis.correlation import correlate, pearson_rows, permutation_pvalues
+from lingcollapse.analysis.job import AnalyzeConfig, analyze
 from lingcollapse.analysis.table import gather
 from lingcollapse.cli import main
 from lingcollapse.errors import UserError
@@ -289,3 +292,63 @@ def test_cli_published_and_its_converted_table_agree(tmp_path, capsys):
     assert code == 0 and json.loads(out) == direct
     code, out, _ = run_cli(["analyze", PUBLISHED, *args], capsys)  # recognised as is
     assert code == 0 and json.loads(out) == direct
+
+
+# The library entry the CLI and the sweep share: AnalyzeConfig → analyze.
+
+
+def _runs_and_a_table(root: Path) -> list[Path]:
+    """Run dirs with config.json (so configs.json is written), and a table without a
+    'model' column and with a constant metric (so both gathering and correlating note)."""
+    for i, (loss, cdnv) in enumerate([(3.0, 0.9), (2.5, 0.7), (2.0, 0.8), (1.0, 0.1)]):
+        metrics = {"model": f"m{i}", "val_loss": loss, "nc1_cdnv": cdnv, "nc4_agreement": 0.5}
+        write_run(root / "runs", f"r{i}", metrics, {"width": 8 * (i + 1), "epochs": 1})
+    table = root / "t.csv"
+    small_table().drop(columns="model").assign(nc4_agreement=0.5).to_csv(table, index=False)
+    return [root / "runs", table]
+
+
+def test_analyze_gives_what_the_cli_gives(tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO)
+    inputs = _runs_and_a_table(tmp_path)
+    options = ["--permutations", 50, "--seed", 3, "--json"]
+    code, out, err = run_cli(["analyze", *inputs, *options, "--out", tmp_path / "cli"], capsys)
+    assert code == 0, err
+    said = [r.getMessage() for r in caplog.records if r.name == "lingcollapse.cli.analyze"]
+    cfg = AnalyzeConfig(inputs, permutations=50, seed=3, out=tmp_path / "lib")
+    corr = analyze(cfg)
+    assert corr.as_json() == json.loads(out)
+    assert corr.n_models == 9 and corr.metrics["nc4_agreement"].n == 9
+    for name in ("correlations.json", "configs.json", "results.csv"):
+        assert (tmp_path / "lib" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes()
+    assert said == [f"note: {n}" for n in corr.notes]
+    assert corr.notes[0].startswith("t.csv has no 'model' column")  # gathering's, first
+    assert corr.notes[-1] == "r undefined (NaN), constant across the models: nc4_agreement"
+
+
+def test_analyze_without_out_writes_nothing(tmp_path):
+    inputs = _runs_and_a_table(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    corr = analyze(AnalyzeConfig([str(p) for p in inputs], permutations=20))
+    assert corr.metrics["nc1_cdnv"].n == 9 and corr.permutations == 20
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"figures": True}, "--figures needs --out DIR to draw into"),
+        ({"permutations": 0}, "--permutations must be positive, not 0"),
+        ({"permutations": -5, "out": "o"}, "--permutations must be positive, not -5"),
+    ],
+)
+def test_analyze_config_refuses_bad_options_without_reading_inputs(tmp_path, options, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        AnalyzeConfig([tmp_path / "nope.csv"], **options)
+
+
+def test_analyze_config_of_inputs_not_yet_made(tmp_path):
+    cfg = AnalyzeConfig([str(tmp_path / "runs")], out=str(tmp_path / "o"), figures=True)
+    assert cfg.inputs == [tmp_path / "runs"] and cfg.out == tmp_path / "o"
+    assert (cfg.target, cfg.permutations, cfg.seed, cfg.published) == ("val_loss", 10_000, 0, [])
+    assert list(tmp_path.iterdir()) == []  # checked, nothing read or made

@@ -1,7 +1,9 @@
 """`lingcollapse measure` and `stats merge` end to end, and every bad input of DESIGN §5."""
 
 import json
+import logging
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -9,6 +11,8 @@ import torch
 from safetensors.torch import save_file
 
 from lingcollapse.cli import main
+from lingcollapse.errors import UserError
+from lingcollapse.metrics.job import MeasureConfig, measure_files
 from lingcollapse.stats import class_stats
 from lingcollapse.stats.files import FORMAT, save_stats
 from lingcollapse.stats.validation import ValidationAccumulator
@@ -170,3 +174,83 @@ def test_bad_inputs_exit_2_with_one_error_line_and_keep_outputs(files, tmp_path,
         assert (files["out"] / "metrics.json").read_bytes() == before, name
     assert not (tmp_path / "m.safetensors").exists()
     assert not list(files["out"].glob("*.tmp"))
+
+
+# The library entry the CLI and the sweep share: MeasureConfig → measure_files.
+
+
+def test_measure_files_gives_what_the_cli_gives(files, tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO)
+    cli_out, lib_out = tmp_path / "cli", tmp_path / "lib"
+    # no --validation: the sibling validation.safetensors is found, with a note
+    argv = ["measure", str(files["train"]), "--classifier", str(files["classifier"])]
+    assert main([*argv, "--out", str(cli_out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    said = [r.getMessage() for r in caplog.records if r.name == "lingcollapse.cli.measure"]
+    cfg = MeasureConfig(files["train"], classifier=str(files["classifier"]), out=lib_out)
+    done = measure_files(cfg)
+    assert done.metrics == printed and done.out == lib_out
+    assert (lib_out / "metrics.json").read_bytes() == (cli_out / "metrics.json").read_bytes()
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(lib_out / "classes.parquet"), pd.read_parquet(cli_out / "classes.parquet")
+    )
+    assert done.notes == [f"using validation stats {files['validation']}"]
+    assert said == done.notes + [f"warning: {w}" for w in done.warnings]
+    assert done.metrics["val_loss"] > 0  # the sibling's validation stats were used
+
+
+def test_measure_files_returns_the_warnings_the_cli_logs(tmp_path, capsys, caplog):
+    g = torch.Generator().manual_seed(1)
+    y = torch.arange(40) % 4
+    h = torch.randn(40, D, generator=g)
+    h[y == 1] = h[y == 0]  # classes 0 and 1: the same samples, so coinciding means
+    stats = tmp_path / "train.safetensors"
+    save_stats(stats, class_stats(h, y, 4), model="twins")
+    done = measure_files(MeasureConfig(stats, out=tmp_path / "lib", device="cpu"))
+    assert done.metrics["n_degenerate_pairs"] == 1
+    assert any(w.startswith("1 pair(s) of classes have coinciding means") for w in done.warnings)
+    caplog.set_level(logging.INFO)
+    assert main(["measure", str(stats), "--out", str(tmp_path / "cli"), "--device", "cpu"]) == 0
+    said = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "lingcollapse.cli.measure" and r.levelno == logging.WARNING
+    ]
+    assert said == [f"warning: {w}" for w in done.warnings]
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ({"preset": "papyn"}, "unknown preset 'papyn'"),
+        ({"min_count": 0}, "--min-count must be at least 1, not 0"),
+        ({"cdnv_power": -1.0}, "--cdnv-power must be ≥ 0"),
+        ({"tile": 0}, "--tile must be positive, not 0"),
+        ({"device": "tpu"}, "unknown device 'tpu'"),
+        ({"device": "cuda:x"}, "unknown device 'cuda:x'"),
+        ({"out": "FILE"}, "is a file: give a dir"),
+    ],
+)
+def test_measure_config_refuses_bad_options_without_reading_inputs(tmp_path, option, message):
+    if option.get("out") == "FILE":
+        option = {"out": tmp_path / "f"}
+        option["out"].write_text("x")
+    with pytest.raises(UserError, match=re.escape(message)):
+        MeasureConfig(tmp_path / "nope.safetensors", **option)
+
+
+def test_measure_config_of_files_not_yet_made(tmp_path):
+    """What a sweep validates before any work: paths that a later stage makes, and a
+    GPU that is on the node the work runs on, not necessarily here."""
+    cfg = MeasureConfig(
+        str(tmp_path / "runs/a/stats/train.safetensors"),
+        validation=str(tmp_path / "v.safetensors"),
+        out=str(tmp_path / "runs/a"),
+        device="cuda:1",
+        preset="papyan",
+        min_count=2,
+    )
+    assert cfg.train_stats == tmp_path / "runs/a/stats/train.safetensors"
+    assert isinstance(cfg.validation, Path) and isinstance(cfg.out, Path)
+    assert cfg.convention().centre == "weighted" and cfg.convention().min_count == 2
+    assert list(tmp_path.iterdir()) == []  # checked, nothing made

@@ -12,24 +12,31 @@ import torch.distributed as tdist
 from lingcollapse.errors import UserError
 
 
+def check_device_name(name: str) -> None:
+    """The spelling of ``--device`` only. Whether CUDA is there is asked where the work
+    runs (a SLURM sweep checks its options on a login node without GPUs)."""
+    if name in ("auto", "cpu"):
+        return
+    try:
+        ok = name.startswith("cuda") and torch.device(name).type == "cuda"
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise UserError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")
+
+
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
     """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``; under torchrun, ``cuda`` means the
     rank's own GPU (``LOCAL_RANK``)."""
+    check_device_name(name)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError(
-                "--device cuda was asked for but CUDA is not available; use --device cpu"
-            )
-        try:
-            index = torch.device(name).index
-        except RuntimeError:
-            raise UserError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
-        return torch.device("cuda", local_rank if index is None else index)
-    if name != "cpu":
-        raise UserError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")
-    return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but CUDA is not available; use --device cpu")
+    index = torch.device(name).index
+    return torch.device("cuda", local_rank if index is None else index)
 
 
 @dataclass

@@ -1,10 +1,15 @@
-"""``lingcollapse analyze``: runs → results table, correlations, figures (DESIGN §5)."""
+"""``lingcollapse analyze``: runs → results table, correlations, figures (DESIGN §5).
+
+The options become an :class:`AnalyzeConfig` and the work is :func:`analyze`; this
+module only says its notes and prints the correlations.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+from dataclasses import fields
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -59,27 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lingcollapse.analysis.correlation import correlate
+    from lingcollapse.analysis.job import AnalyzeConfig, analyze
     from lingcollapse.analysis.summary import correlation_table
-    from lingcollapse.analysis.table import gather, write_results
-    from lingcollapse.errors import UserError
-    from lingcollapse.io import write_json
 
-    if args.figures and args.out is None:
-        raise UserError("--figures needs --out DIR to draw into")
-    gathered = gather(args.inputs, tuple(args.published))
-    corr = correlate(gathered.table, args.target, args.permutations, args.seed)
-    if args.out is not None:
-        write_results(gathered.table, args.out)
-        write_json(args.out / "correlations.json", corr.as_json())
-        if gathered.configs:
-            write_json(args.out / "configs.json", gathered.configs)
-        if args.figures:
-            from lingcollapse.analysis.figures import make_figures
-
-            made = make_figures(gathered.table, args.out / "figures", args.target)
-            gathered.notes.append(f"{len(made)} figure(s) in {args.out / 'figures'}")
-    for note in gathered.notes + corr.notes:
+    cfg = AnalyzeConfig(**{f.name: getattr(args, f.name) for f in fields(AnalyzeConfig)})
+    corr = analyze(cfg)
+    for note in corr.notes:
         log.info("note: %s", note)
     print(json.dumps(corr.as_json(), indent=2) if args.json else correlation_table(corr))
     return 0

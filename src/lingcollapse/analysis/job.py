@@ -1,0 +1,73 @@
+"""One ``analyze`` job: runs and tables → results table, correlations, figures (DESIGN §5).
+
+:class:`AnalyzeConfig` holds the options of ``lingcollapse analyze`` and checks them when
+it is made, reading no input, so a sweep can validate every stage before any work.
+:func:`analyze` gathers the inputs into one table, correlates every metric with the
+target (paper §3.8) and writes the results when given an out dir. It logs nothing: the
+notes come back in the :class:`Correlations` for the caller to say or keep quiet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lingcollapse.analysis.correlation import (
+    DEFAULT_PERMUTATIONS,
+    Correlations,
+    check_permutations,
+    correlate,
+)
+from lingcollapse.analysis.table import Gathered, gather, write_results
+from lingcollapse.errors import UserError
+from lingcollapse.io import write_json
+
+
+@dataclass
+class AnalyzeConfig:
+    """The options of ``lingcollapse analyze``, checked here with the flags' names."""
+
+    inputs: list[Path]  # results tables (.csv/.parquet), run dirs, or sweep dirs
+    published: list[Path] = field(default_factory=list)  # the authors' per-model tables
+    target: str = "val_loss"  # the generalization column
+    permutations: int = DEFAULT_PERMUTATIONS  # permutation-test resamples
+    seed: int = 0  # of the permutations
+    out: Path | None = None  # results.csv/.parquet and correlations.json go here
+    figures: bool = False  # also draw figures into out/figures
+
+    def __post_init__(self) -> None:
+        self.inputs = [Path(p) for p in self.inputs]
+        self.published = [Path(p) for p in self.published]
+        self.out = None if self.out is None else Path(self.out)
+        if self.figures and self.out is None:
+            raise UserError("--figures needs --out DIR to draw into")
+        check_permutations(self.permutations)
+
+
+def analyze(cfg: AnalyzeConfig) -> Correlations:
+    """R², Pearson r and permutation p-value of every metric vs the target, over every
+    model of ``cfg.inputs`` (Table 1); written to ``cfg.out`` when given.
+
+    The notes of gathering (and of the figures) come first in the result's ``notes``,
+    then those of correlating.
+    """
+    gathered = gather(cfg.inputs, tuple(cfg.published))
+    corr = correlate(gathered.table, cfg.target, cfg.permutations, cfg.seed)
+    if cfg.out is not None:
+        _write(cfg, gathered, corr)
+    corr.notes = gathered.notes + corr.notes
+    return corr
+
+
+def _write(cfg: AnalyzeConfig, gathered: Gathered, corr: Correlations) -> None:
+    """results.csv/.parquet, correlations.json, configs.json and figures/ in ``cfg.out``."""
+    write_results(gathered.table, cfg.out)
+    write_json(cfg.out / "correlations.json", corr.as_json())
+    if gathered.configs:
+        write_json(cfg.out / "configs.json", gathered.configs)
+    if cfg.figures:
+        # matplotlib is slow to import: only when figures are asked for
+        from lingcollapse.analysis.figures import make_figures
+
+        made = make_figures(gathered.table, cfg.out / "figures", cfg.target)
+        gathered.notes.append(f"{len(made)} figure(s) in {cfg.out / 'figures'}")
