@@ -102,6 +102,7 @@ def test_make_figures_writes_png_and_svg(tmp_path):
         "fig2_nc2",
         "fig3_nc3",
         "seeds",
+        "fig5_epochs",  # every architecture is measured at 1 and 3 epochs
         "scaling_nc1_cdnv_vs_width",
         "scaling_nc1_cdnv_vs_depth",
     }

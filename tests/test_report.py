@@ -45,7 +45,9 @@ def test_report_is_self_contained_and_has_the_tables(tmp_path, capsys):
         assert f"<td>{_num(values['r2'], 6)}</td>" in page
     for model in table["model"]:
         assert f">{model}<" in page
-    assert page.count("src='data:image/png;base64,") == 6  # fig 1–3, seeds, 2 scaling
+    assert page.count("src='data:image/png;base64,") == 7  # fig 1–3, 5, seeds, 2 scaling
+    assert "<h3>Figure 5: collapse over training</h3>" in page
+    assert "<h3>Training</h3>" not in page  # no run was measured at two epochs
     assert "Fixed architecture, 4 seeds" in page
     assert "Run configurations" in page and "&quot;lr&quot;: 0.001" in page
     assert "↓" in page and "Eq. 4" in page
@@ -61,6 +63,7 @@ def test_report_draws_missing_figures(tmp_path, capsys):
     assert (out / "figures" / "fig1_headline.png").stat().st_size > 1000
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 1 and "nc4_agreement" in page
+    assert "Figure 5" not in page  # no epochs column: neither training section
 
 
 @pytest.mark.parametrize("make", [False, True])

@@ -1,4 +1,4 @@
-"""Figures of the paper from a results table (Figures 1–3, Appendices E–P, Table 1).
+"""Figures of the paper from a results table (Figures 1–3, 5, Appendices E–P, Table 1).
 
 Every ``figure_*`` function returns a matplotlib Figure (or None when nothing can be
 drawn) so tests can count panels; :func:`make_figures` saves each as PNG and SVG.
@@ -8,6 +8,7 @@ Panels whose metric is absent (or all-NaN) are left out, never an error.
 from __future__ import annotations
 
 import logging
+import re
 import textwrap
 from pathlib import Path
 
@@ -18,8 +19,10 @@ matplotlib.use("Agg")  # files only, never a window (also on headless machines)
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from lingcollapse.analysis.directions import label
@@ -315,6 +318,313 @@ def figure_seeds(df: pd.DataFrame, target: str = "val_loss", metrics=None) -> Fi
     return fig
 
 
+# Figure 5 and the training view: x is the epochs trained when measured (k + 1), so a
+# 10-epoch run measured after its 6th epoch sits at 6, beside a 6-epoch run's last model.
+TRAINING = tuple(dict.fromkeys((*HEADLINE, *NC2, *NC3)))
+# Depth is told apart by marker *and* line style, so it survives grey-scale printing.
+DEPTH_STYLES = (
+    ("o", "-"),
+    ("s", "--"),
+    ("^", ":"),
+    ("D", "-."),
+    ("v", (0, (5, 1, 1, 1))),
+    ("P", (0, (1, 1))),
+    ("X", (0, (3, 1, 1, 1, 1, 1))),
+    ("*", (0, (6, 2))),
+)
+DECAY_STYLES = ("-", "--", ":", "-.")
+_CHECKPOINT = re.compile(r"@\d+$")  # the ``@k`` of an authors'-style model id
+
+
+def run_of(df: pd.DataFrame) -> pd.Series:
+    """The training run each row was measured from, as text.
+
+    ``run`` where the table has it; else the model id without ``@k`` (DESIGN's ids);
+    else rows of equal identity (family, width, depth, schedule, β, seed) are one run.
+    Without a schedule column the schedule is taken to be ``epochs``, so every row is a
+    run of its own: measurements of one run cannot be told from runs of other lengths.
+    """
+    fallback = _identity_runs(df)
+    if "model" in df.columns:
+        ids = df["model"].astype(str)
+        has_k = ids.str.contains(_CHECKPOINT)
+        fallback = fallback.where(~has_k, ids.str.replace(_CHECKPOINT, "", regex=True))
+    if "run" in df.columns:
+        return df["run"].where(df["run"].notna(), fallback).astype(str)
+    return fallback
+
+
+def _identity_runs(df: pd.DataFrame) -> pd.Series:
+    """Rows of equal identity and schedule as one run; a row of its own without width
+    and depth."""
+    if "width" not in df.columns or "depth" not in df.columns:
+        return pd.Series([f"row {i}" for i in range(len(df))], index=df.index)
+    schedule = _values(df, "epochs") if "epochs" in df.columns else pd.Series(np.nan, df.index)
+    if "schedule_epochs" in df.columns:
+        schedule = _values(df, "schedule_epochs").fillna(schedule)
+    parts = [df[c].astype(str) for c in ("family", "width", "depth") if c in df.columns]
+    parts.append(schedule.astype(str))
+    parts += [df[c].astype(str) for c in ("weight_decay", "seed") if c in df.columns]
+    return pd.concat(parts, axis=1).agg("|".join, axis=1)
+
+
+def _numeric(df: pd.DataFrame, columns) -> pd.DataFrame:
+    data = df.copy()
+    for c in columns:
+        if c in data.columns:
+            data[c] = pd.to_numeric(data[c], errors="coerce")
+    return data
+
+
+def architecture_points(df: pd.DataFrame, metrics) -> pd.DataFrame | None:
+    """Figure 5's points: per (architecture, β, epochs), the mean of each metric over
+    the models there (the seeds, where several); ``n`` counts them.
+
+    Only architectures measured at ≥ 2 distinct epochs are kept; None when there are
+    none or the identity columns are absent.
+    """
+    if not metrics or any(c not in df.columns for c in ("width", "depth", "epochs")):
+        return None
+    data = _numeric(df, ("width", "depth", "epochs", "weight_decay"))
+    data = data.dropna(subset=["width", "depth", "epochs"])
+    arch = [c for c in ("family", "width", "depth", "weight_decay") if c in data.columns]
+    grouped = data.groupby([*arch, "epochs"], dropna=False)
+    points = grouped[list(metrics)].mean().join(grouped.size().rename("n")).reset_index()
+    spread = points.groupby(arch, dropna=False)["epochs"].transform("nunique")
+    points = points[spread >= 2]
+    return None if points.empty else points.reset_index(drop=True)
+
+
+def figure_epochs(df: pd.DataFrame, target: str = "val_loss") -> Figure | None:
+    """Figure 5 (Appendix C): NC1 (CDNV, Eq. 4, log axis) and the target against epochs.
+
+    One row per weight decay β, a line per architecture (colour: width, marker and
+    line style: depth), seeds averaged. Points of one line may come from runs with
+    different schedules (a 1-epoch run gives epoch 1, a 10-epoch run epochs 6 and 10).
+    """
+    metrics = _present(df, ("nc1_cdnv", target))
+    points = architecture_points(df, metrics)
+    if points is None:
+        return None
+    decays = _levels(points, "weight_decay")
+    fig, axes = plt.subplots(
+        len(decays),
+        len(metrics),
+        figsize=(3.9 * len(metrics) + 1.6, 3.1 * len(decays) + 0.9),
+        squeeze=False,
+        sharex=True,
+        sharey="col",
+    )
+    colours, styles = _width_colours(points), _depth_styles(points)
+    for i, wd in enumerate(decays):
+        row = points if wd is None else points[points["weight_decay"] == wd]
+        for j, metric in enumerate(metrics):
+            _architecture_lines(axes[i, j], row, metric, colours, styles)
+            axes[i, j].set_title(_panel_title(wd, None))
+            axes[i, j].set_ylabel(_axis_label(metric, 34))
+    _epoch_axis(axes, points)
+    if "nc1_cdnv" in metrics and (points["nc1_cdnv"].dropna() > 0).all():
+        axes[0, 0].set_yscale("log")
+    _architecture_legend(fig, colours, styles)
+    what = "validation loss" if target == "val_loss" else label(target)
+    fig.suptitle(f"Figure 5: collapse (NC1) and {what} over training")
+    fig.tight_layout(rect=(0, 0.03, 0.84, 1))
+    fig.text(0.01, 0.01, _points_note(points), fontsize=7.5, color="0.35", va="bottom")
+    return fig
+
+
+def _axis_label(name: str, width: int = 30) -> str:
+    """A wrapped label that never splits "(Eq. 5) ↓" or a hyphenated word across lines."""
+    glued = label(name).replace("Eq. ", "Eq.\u00a0").replace(") ", ")\u00a0")
+    return textwrap.fill(glued, width, break_on_hyphens=False)
+
+
+def _width_colours(points: pd.DataFrame) -> dict:
+    # Sequential by rank (widths double, so rank ≈ log width); stop before viridis'
+    # pale yellow, which vanishes on white.
+    widths = sorted(points["width"].unique())
+    return dict(
+        zip(widths, plt.get_cmap("viridis")(np.linspace(0, 0.88, len(widths))), strict=True)
+    )
+
+
+def _depth_styles(points: pd.DataFrame) -> dict:
+    depths = sorted(points["depth"].unique())
+    return {d: DEPTH_STYLES[k % len(DEPTH_STYLES)] for k, d in enumerate(depths)}
+
+
+def _architecture_lines(ax, row: pd.DataFrame, metric: str, colours, styles) -> None:
+    """One line per architecture; labelled ``LxW`` (depth × width, the authors' order)."""
+    keys = [c for c in ("family", "width", "depth") if c in row.columns]
+    for _, part in row.groupby(keys, dropna=False):
+        part = part.dropna(subset=[metric]).sort_values("epochs")
+        if part.empty:
+            continue
+        first = part.iloc[0]
+        marker, style = styles[first["depth"]]
+        name = f"{first['depth']:g}x{first['width']:g}"
+        if "family" in keys:
+            name = f"{first['family']} {name}"
+        ax.plot(
+            part["epochs"],
+            part[metric].to_numpy(float),
+            marker=marker,
+            ls=style,
+            ms=3.5,
+            lw=1.0,
+            alpha=0.85,
+            color=colours[first["width"]],
+            label=name,
+        )
+
+
+def _epoch_axis(axes, points: pd.DataFrame) -> None:
+    ticks = sorted(points["epochs"].unique())
+    axes[0, 0].set_xticks(ticks, [f"{t:g}" for t in ticks])
+    for ax in axes[-1]:
+        ax.set_xlabel("epochs trained")
+
+
+def _architecture_legend(fig: Figure, colours: dict, styles: dict) -> None:
+    """Two keys instead of 30 entries: colour → width, marker/line style → depth."""
+    widths = [Line2D([], [], color=c, lw=2.5, label=f"{w:g}") for w, c in colours.items()]
+    depths = [
+        Line2D([], [], color="0.25", marker=m, ls=ls, ms=4, lw=1, label=f"{d:g}")
+        for d, (m, ls) in styles.items()
+    ]
+    kw = {"loc": "upper left", "fontsize": 8, "title_fontsize": 8.5, "frameon": False}
+    fig.legend(handles=widths, title="width d", bbox_to_anchor=(0.85, 0.92), **kw)
+    # The depth key starts below the width key, whatever the figure's height: a legend
+    # row is about 0.21 inch at this font size, plus the title and a gap.
+    below = 0.92 - (len(widths) + 2.5) * 0.21 / fig.get_figheight()
+    fig.legend(
+        handles=depths, title="depth L", bbox_to_anchor=(0.85, below), handlelength=3.2, **kw
+    )
+
+
+def _points_note(points: pd.DataFrame) -> str:
+    """Which points average several models (Table 1's 21 seeds of 2x768 would
+    otherwise be 21 lines)."""
+    many = points[points["n"] > 1]
+    if many.empty:
+        return "One model per point."
+    examples = [
+        f"{r.depth:g}x{r.width:g}, {r.epochs:g} epoch{'s' if r.epochs != 1 else ''}"
+        + (f", β = {r.weight_decay:g}" if "weight_decay" in many.columns else "")
+        + f": {r.n} models"
+        for r in many.head(3).itertuples()
+    ]
+    more = f" and {len(many) - 3} more" if len(many) > 3 else ""
+    return (
+        "Lines: depth x width. Where an architecture has several models at one epoch "
+        f"(seeds), the point is their mean ({'; '.join(examples)}{more})."
+    )
+
+
+def run_curves(df: pd.DataFrame, metrics) -> pd.DataFrame | None:
+    """The training view's points: per (run, epochs), the mean of each metric; only
+    runs measured at ≥ 2 distinct epochs. None when no run is."""
+    if not metrics or "epochs" not in df.columns:
+        return None
+    data = _numeric(df, ("epochs", "weight_decay", "n_params"))
+    data["run"] = run_of(df)
+    data = data.dropna(subset=["epochs"])
+    extra = [c for c in ("n_params", "weight_decay") if c in data.columns]
+    grouped = data.groupby(["run", "epochs"])
+    curves = grouped[list(metrics)].mean().join(grouped[extra].first()).reset_index()
+    curves = curves[curves.groupby("run")["epochs"].transform("nunique") >= 2]
+    return None if curves.empty else curves.reset_index(drop=True)
+
+
+def figure_training(df: pd.DataFrame, metrics=None, target: str = "val_loss") -> Figure | None:
+    """Every property of Figures 1–3 (Eqs. 4–10) and the target against epochs trained,
+    a line per training run (Figure 5's view, run by run), coloured by model size."""
+    names = _present(df, metrics or (*TRAINING, target))
+    curves = run_curves(df, names)
+    if curves is None:
+        return None
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(3.3 * cols + 1.0, 2.8 * rows + 0.8),
+        squeeze=False,
+        layout="constrained",
+    )
+    norm = _size_norm(curves)
+    decays = _levels(curves, "weight_decay")
+    for ax, name in zip(axes.flat, names, strict=False):
+        _run_lines(ax, curves, name, norm, decays)
+    for ax in axes.flat[len(names) :]:
+        ax.remove()
+    _label_bottom(fig, axes)
+    _training_keys(fig, axes, norm, decays)
+    fig.suptitle(f"Training: {curves['run'].nunique()} runs measured at ≥ 2 epochs")
+    return fig
+
+
+def _run_lines(ax, curves: pd.DataFrame, name: str, norm, decays) -> None:
+    """One line per run, labelled with the run's name."""
+    for run, part in curves.groupby("run"):
+        part = part.dropna(subset=[name]).sort_values("epochs")
+        if part.empty:
+            continue
+        colour, style = _run_style(part.iloc[0], norm, decays)
+        ax.plot(
+            part["epochs"],
+            part[name].to_numpy(float),
+            marker="o",
+            ls=style,
+            ms=2.5,
+            lw=0.9,
+            alpha=0.75,
+            color=colour,
+            label=run,
+        )
+    if name in LOG_SCALE and (curves[name].dropna() > 0).all():
+        ax.set_yscale("log")
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(5))
+    ax.set_ylabel(_axis_label(name), fontsize=8)
+    ticks = sorted(curves["epochs"].unique())
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+
+
+def _run_style(first: pd.Series, norm, decays) -> tuple:
+    """Colour by size (grey when unknown: a NaN would map to a transparent colour) and
+    line style by weight decay."""
+    size = first.get("n_params", np.nan)
+    colour = "0.5" if norm is None or not size > 0 else plt.get_cmap("viridis")(norm(size))
+    wd = first.get("weight_decay")
+    style = DECAY_STYLES[decays.index(wd) % len(DECAY_STYLES)] if wd in decays else "-"
+    return colour, style
+
+
+def _label_bottom(fig: Figure, axes) -> None:
+    """'epochs trained' under the lowest panel of each column (the last row may be short)."""
+    for column in axes.T:
+        kept = [ax for ax in column if ax in fig.axes]  # removed spare panels are not
+        if kept:
+            kept[-1].set_xlabel("epochs trained")
+
+
+def _training_keys(fig: Figure, axes, norm, decays) -> None:
+    """Colour bar of model size and, with several β, a key to the line styles."""
+    kept = [ax for ax in axes.flat if ax in fig.axes]
+    if norm is not None:
+        bar = ScalarMappable(norm=norm, cmap="viridis")
+        fig.colorbar(bar, ax=kept, label="parameters (log scale)", pad=0.01, aspect=40)
+    if len(decays) > 1:
+        styles = [
+            Line2D([], [], color="0.3", ls=DECAY_STYLES[k % len(DECAY_STYLES)], label=f"β = {wd:g}")
+            for k, wd in enumerate(decays)
+        ]
+        fig.legend(
+            handles=styles, loc="outside lower center", ncols=len(styles), fontsize=8, frameon=False
+        )
+
+
 def save(fig: Figure, path_stem: Path) -> list[Path]:
     """PNG and SVG beside each other, each written atomically; the figure is closed."""
     paths = []
@@ -343,6 +653,8 @@ def make_figures(
         ("fig2_nc2", lambda: figure_nc2(df, target)),
         ("fig3_nc3", lambda: figure_nc3(df, target)),
         ("seeds", lambda: figure_seeds(df, target)),
+        ("fig5_epochs", lambda: figure_epochs(df, target)),
+        ("training", lambda: figure_training(df, target=target)),
     ]
     for metric in scaling:
         for along in ("width", "depth"):

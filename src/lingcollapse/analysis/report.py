@@ -45,6 +45,31 @@ SECTIONS = (
     ),
 )
 
+# Figures over training, each under its own heading (shown only when drawn).
+TRAINING_SECTIONS = (
+    (
+        "fig5_epochs",
+        "Figure 5: collapse over training",
+        "Figure 5 (Appendix C) — NC1 (average CDNV, Eq. 4, log axis; left) and validation "
+        "loss (right) against the number of epochs a model had been trained when it was "
+        "measured, one row per weight decay β. One line per architecture: colour is width, "
+        "marker and line style are depth; where an architecture has several seeds at one "
+        "epoch, the point is their mean. As in the paper, the points of one line may come "
+        "from runs with different schedule lengths: epoch 1 from a 1-epoch run, epoch 3 from "
+        "a 3-epoch run, epochs 6 and 10 from a 10-epoch run measured after its 6th and 10th "
+        "epochs. A line is therefore not one run's trajectory: a 3-epoch run ends with its "
+        "learning rate decayed to zero, a 10-epoch run at epoch 6 is still at 40% of its "
+        "peak (linear schedule, Appendix C).",
+    ),
+    (
+        "training",
+        "Training",
+        "Every property of Figures 1–3 and validation loss against epochs trained, one line "
+        "per training run (models sharing a <code>run</code>) measured after at least two "
+        "epochs, coloured by model size (log scale); line style tells weight decays apart.",
+    ),
+)
+
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#1d2330;
 background:#f6f7f9;line-height:1.45}
@@ -258,6 +283,10 @@ def _figure_html(figures: list[Path]) -> str:
     out = []
     for stem, caption in SECTIONS:
         if stem in by_stem:
+            out.append(_img(by_stem.pop(stem), caption))
+    for stem, heading, caption in TRAINING_SECTIONS:
+        if stem in by_stem:
+            out.append(f"<h3>{html.escape(heading)}</h3>")
             out.append(_img(by_stem.pop(stem), caption))
     scaling = {s: p for s, p in by_stem.items() if s.startswith("scaling_")}
     if scaling:
