@@ -135,13 +135,14 @@ def test_parse_name():
         "width": 768,
         "epochs": 1,
         "weight_decay": 0.0005,
-        "seed": 0,
+        "seed": 42,  # no digits: the Trainer's default seed
         "schedule_epochs": 1,
         "checkpoint": 0,
     }
     got = published.parse_name("12x1024_10L@5")
     assert (got["depth"], got["width"], got["epochs"], got["weight_decay"]) == (12, 1024, 6, 0.1)
     assert published.parse_name("02x0768_01d17@0")["seed"] == 17
+    assert published.parse_name("02x0768_01d00@0")["seed"] == 0
     with pytest.raises(UserError):
         published.parse_name("gpt2")
 

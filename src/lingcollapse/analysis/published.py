@@ -21,10 +21,13 @@ std / mean of ``sims``                      ``unc3_duality_cov``
 
 Identity comes from the model name ``LLxDDDD_EEw[SS]@k``: depth ``LL``, width ``DDDD``,
 a training schedule of ``EE`` epochs, weight decay ``w`` (``d`` = 0.0005, ``L`` = 0.1),
-optional seed digits ``SS`` (none → seed 0), and checkpoint index ``k`` (0-based epoch).
+optional seed digits ``SS`` (none → seed 42, the Trainer's default, which the authors'
+base runs used), and checkpoint index ``k`` (0-based epoch); :mod:`lingcollapse.models.ids`
+reads and writes these ids for our own models too.
 ``epochs`` is the number of epochs trained, ``k + 1`` (``10L@5`` is epoch 6 of a
 10-epoch schedule, which the paper plots as 6 epochs: "up to 6 epochs", §4); the
-schedule and checkpoint are kept as ``schedule_epochs`` and ``checkpoint``.
+schedule and checkpoint are kept as ``schedule_epochs`` and ``checkpoint``, and ``run``
+is the name without ``@k``, shared by the models measured from one training run.
 
 Doubts, checked where we could:
 
@@ -45,18 +48,14 @@ Doubts, checked where we could:
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from lingcollapse.errors import UserError
+from lingcollapse.models import ids
 
-WEIGHT_DECAY = {"d": 0.0005, "L": 0.1}
-NAME = re.compile(
-    r"^(?P<depth>\d+)x(?P<width>\d+)_(?P<epochs>\d+)(?P<wd>[A-Za-z])(?P<seed>\d*)@(?P<k>\d+)$"
-)
 REQUIRED = ("model", "cdnv_mean", "norms_log_mean", "interfere_mean", "sims_mean", "matches")
 RENAME = {
     "cdnv_mean": "nc1_cdnv",
@@ -89,21 +88,20 @@ def is_published(columns) -> bool:
 
 def parse_name(name: str) -> dict:
     """Identity of a model from its name ``LLxDDDD_EEw[SS]@k`` (see the module doc)."""
-    m = NAME.match(str(name))
-    if m is None:
+    found = ids.parse_model_id(name)
+    if found is None:
         raise UserError(
-            f"model name {name!r} is not of the form LLxDDDD_EEw@k (e.g. 02x0768_01d@0)"
+            f"model name {name!r} is not of the form LLxDDDD_EEw@k (e.g. 02x0768_01d@0, "
+            "w = d for β = 0.0005 or L for β = 0.1)"
         )
-    if m["wd"] not in WEIGHT_DECAY:
-        raise UserError(f"model {name!r}: unknown weight-decay letter {m['wd']!r} (d or L)")
     return {
-        "depth": int(m["depth"]),
-        "width": int(m["width"]),
-        "epochs": int(m["k"]) + 1,
-        "weight_decay": WEIGHT_DECAY[m["wd"]],
-        "seed": int(m["seed"] or 0),
-        "schedule_epochs": int(m["epochs"]),
-        "checkpoint": int(m["k"]),
+        "depth": found.depth,
+        "width": found.width,
+        "epochs": found.epochs,
+        "weight_decay": found.weight_decay,
+        "seed": found.seed,
+        "schedule_epochs": found.schedule_epochs,
+        "checkpoint": found.checkpoint,
     }
 
 
@@ -123,6 +121,7 @@ def convert(df: pd.DataFrame) -> pd.DataFrame:
     out["n_params"] = df["n_params"].to_numpy() if "n_params" in df else np.nan
     for col in ("epochs", "weight_decay", "seed", "schedule_epochs", "checkpoint"):
         out[col] = ident[col]
+    out["run"] = [ids.parse_model_id(n).run for n in out["model"]]  # Figure 5's runs
     for theirs, ours in RENAME.items():
         if theirs in df and ours != "n_params":
             out[ours] = df[theirs].to_numpy(dtype=float)
