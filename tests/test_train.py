@@ -74,7 +74,9 @@ def test_training_lowers_the_loss_with_a_linear_schedule(data, tmp_path):
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] == 0.0  # linear to 0, no warm-up
     assert result["val_loss"] == pytest.approx(evals[-1])
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["model"] == "TinyStories-01x0032_02d" and config["n_params"] > 0
+    assert config["run"] == "Stories-01x0032_02d" and config["model"] == "01x0032_02d@1"
+    assert config["n_params"] > 0 and config["recipe"] == "hf-trainer"
+    assert config["max_grad_norm"] == 1.0 and config["seed"] == 42  # the Trainer's defaults
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
     assert (tmp_path / "run" / "model" / "tokenizer.json").is_file()
 
@@ -311,7 +313,8 @@ def test_other_families_train_at_the_same_width_and_depth(data, tmp_path, family
     assert result["val_loss"] < np.log(300)  # it learned something in one epoch
     name = registry.family(family).name  # the alias resolves: pythia → gpt-neox
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["family"] == name and config["model"] == f"TinyStories-02x0032_01d-{name}"
+    assert config["family"] == name and config["run"] == f"Stories-02x0032_01d-{name}"
+    assert config["model"] == f"02x0032_01d-{name}@0"  # the authors' id, family appended
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")
     assert type(model).__name__ == registry.FAMILIES[name].model_class
     assert model.config.hidden_size == 32 and model.config.num_hidden_layers == 2

@@ -17,6 +17,7 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +113,17 @@ def exclusive(path: str | os.PathLike, what: str = "output") -> Iterator[None]:
             yield
         finally:  # the lock file stays: unlinking it would let two lockers race
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def discard_dir(path: str | os.PathLike) -> None:
+    """Delete a directory without ever leaving it half deleted under its own name: it is
+    renamed out of the way first (atomic), then removed (a kill mid-delete leaves only a
+    hidden ``.NAME.deleted.tmp``, which the next delete of the same name clears)."""
+    path = Path(path)
+    trash = path.with_name(f".{path.name}.deleted.tmp")
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

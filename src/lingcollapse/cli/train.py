@@ -6,33 +6,63 @@ import argparse
 import json
 import os
 
+from lingcollapse.models.ids import DEFAULT_SEED
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
-        help="train one model of the paper's grid (resumable)",
-        description="Teacher-forced cross-entropy with AdamW and a linear learning-rate decay "
-        "without warm-up (the paper's Appendix C). Re-running the same command after an "
-        "interruption resumes from the last checkpoint. Data-parallel on several GPUs or "
-        "nodes: `torchrun --nproc-per-node N $(which lingcollapse) train …` (or "
+        help="train one model of the paper's grid, or continue a Hugging Face model (resumable)",
+        description="Teacher-forced cross-entropy with the recipe of the Hugging Face Trainer "
+        "at its defaults, as the paper's run_clm.py ran it (Appendix C): AdamW (0.9, 0.999, "
+        "1e-8) with weight decay on all but biases and norm weights, gradient clipping at "
+        "1.0, a linear learning-rate decay without warm-up. Re-running the same command "
+        "after an interruption resumes from the last checkpoint. Data-parallel on several "
+        "GPUs or nodes: `torchrun --nproc-per-node N --no-python lingcollapse train …` (or "
         "`accelerate launch`).",
     )
     p.add_argument("--data", required=True, help="data dir from `data prepare`")
     p.add_argument("--out", required=True, help="run dir to write")
     p.add_argument(
-        "--family",
-        default="gpt-neo",
-        help="gpt-neo (the paper's, Table 2) | gpt2 | gpt-neox | llama, at the same width × depth",
+        "--init",
+        metavar="MODEL",
+        help="start from this Hugging Face causal LM (dir or hub id): its weights and "
+        "architecture, instead of a fresh GPT-Neo of --width × --depth",
     )
-    p.add_argument("--width", type=int, default=64, help="d ∈ {64, …, 1024} (Table 2)")
-    p.add_argument("--depth", type=int, default=1, help="L ∈ {1, 2, 4, 8, 12}")
+    p.add_argument(
+        "--family",
+        help="gpt-neo (the paper's, Table 2; default) | gpt2 | gpt-neox | llama, "
+        "at the same width × depth",
+    )
+    p.add_argument("--width", type=int, help="d ∈ {64, …, 1024} (Table 2; default 64)")
+    p.add_argument("--depth", type=int, help="L ∈ {1, 2, 4, 8, 12} (default 1)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument(
         "--weight-decay", type=float, default=0.0005, help="β (the paper: 0.0005 or 0.1)"
     )
-    p.add_argument("--seed", type=int, default=0, help="initialisation and data order")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help=f"initialisation and data order (default {DEFAULT_SEED}, the Trainer's)",
+    )
     p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (run_clm's)")
     p.add_argument("--batch-size", type=int, help="sequences per step (default: Table 3)")
+    p.add_argument(
+        "--max-grad-norm",
+        type=float,
+        default=1.0,
+        help="clip the global gradient norm (the Trainer's 1.0; 0: off)",
+    )
+    p.add_argument(
+        "--warmup-steps", type=int, default=0, help="linear warm-up steps (the Trainer's 0)"
+    )
+    p.add_argument(
+        "--save-epochs",
+        metavar="LIST",
+        help="keep the model after these epochs (e.g. 1,3,6, counted from 1, or all) as "
+        "RUN/epoch-E/, a model dir for collect, measure and inspect",
+    )
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps")
     p.add_argument(
         "--allow-any-size",
@@ -57,25 +87,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
     from lingcollapse.train.loop import TrainConfig, train
 
-    cfg = TrainConfig(
-        data=args.data,
-        out=args.out,
-        family=args.family,
-        width=args.width,
-        depth=args.depth,
-        epochs=args.epochs,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        checkpoint_every=args.checkpoint_every,
-        allow_any_size=args.allow_any_size,
-        device=args.device,
-        attention=args.attention,
-        compile=args.compile,
-    )
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     result = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # once under torchrun / accelerate
         print(json.dumps(result))

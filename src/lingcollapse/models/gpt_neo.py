@@ -79,11 +79,3 @@ def gpt_neo_config(
         eos_token_id=eos_token_id,
         use_cache=True,
     )
-
-
-def run_name(depth: int, width: int, epochs: int, weight_decay: float, seed: int = 0) -> str:
-    """The paper's run names, e.g. ``TinyStories-02x0768_01d`` (d: β = 0.0005, L: β = 0.1,
-    other decays written out), with ``-s{seed}`` for seeds other than 0."""
-    letter = {0.0005: "d", 0.1: "L"}.get(weight_decay, f"w{weight_decay:g}")
-    name = f"TinyStories-{depth:02d}x{width:04d}_{epochs:02d}{letter}"
-    return name if seed == 0 else f"{name}-s{seed:02d}"

@@ -97,6 +97,18 @@ def family(name: str) -> Family:
     return found
 
 
+def resolve_name(name: str) -> str:
+    """A family's canonical name: the registry's for its names and aliases, else the
+    Hugging Face ``model_type`` as written (``mistral``), for models trained from --init."""
+    found = _BY_NAME.get(name.lower())
+    return found.name if found else name.lower().replace("_", "-")
+
+
+def family_of(config) -> str:
+    """The family of a Hugging Face model config (``model_type`` ``gpt_neo`` → ``gpt-neo``)."""
+    return resolve_name(str(getattr(config, "model_type", "") or "unknown"))
+
+
 def build(
     name: str,
     width: int,

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 
 from lingcollapse.errors import UserError
 from lingcollapse.faults import point
-from lingcollapse.io import file_sha256, fsync
+from lingcollapse.io import discard_dir, file_sha256, fsync
 
 KEEP = 2
 _RNG = "rng/"
@@ -72,26 +72,17 @@ def save(ckpt_root: Path, step: int, model, optimizer, schedule, config: dict) -
     for name in ("model.safetensors", "optimizer.safetensors", "state.json"):
         fsync(tmp / name)
     if final.exists():  # a run killed after this rename wrote it before
-        _discard(final)
+        discard_dir(final)
     point(f"write:{final}")
     os.replace(tmp, final)
     fsync(ckpt_root)
     point(f"wrote:{final}")
     for old in _steps(ckpt_root)[:-KEEP]:
-        _discard(old)
+        discard_dir(old)
     for leftover in ckpt_root.glob(".*.tmp"):  # of runs killed mid-write or mid-delete
         if leftover != tmp:
             shutil.rmtree(leftover, ignore_errors=True)
     return final
-
-
-def _discard(path: Path) -> None:
-    """Remove a checkpoint without ever leaving a half-deleted ``step-*``: rename it out
-    of the way first (atomic), then delete."""
-    trash = path.with_name(f".{path.name}.deleted.tmp")
-    shutil.rmtree(trash, ignore_errors=True)
-    os.replace(path, trash)
-    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _steps(ckpt_root: Path) -> list[Path]:

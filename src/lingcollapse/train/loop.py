@@ -1,17 +1,22 @@
-"""Training (Appendix C): teacher-forced cross-entropy, AdamW, linear decay without warm-up.
+"""Training (Appendix C): teacher-forced cross-entropy with the ``Trainer``'s recipe.
 
-One seed fixes both the initialisation and the data order (a permutation of the chunks
-per epoch). Every ``checkpoint_every`` steps and at each epoch's end the model,
-optimizer, scheduler and position go atomically into ``RUN/checkpoint/``; running the
-same command after an interruption (even ``kill -9``) resumes there and ends with the
-weights an uninterrupted run ends with. The run dir holds ``model/`` (HF format,
-safetensors, with the tokenizer), ``config.json`` (the resolved config and the run's
-identity), ``log.jsonl`` and ``eval.json`` (token-weighted validation loss and accuracy).
+The optimizer, schedule and clipping are those of ``transformers.Trainer`` with default
+``TrainingArguments``, as the paper's ``run_clm.py`` ran them (:mod:`.optim`). One seed
+fixes both the initialisation and the data order (a permutation of the chunks per
+epoch); ``init`` starts from a Hugging Face model's weights instead. Every
+``checkpoint_every`` steps and at each epoch's end the model, optimizer, scheduler and
+position go atomically into ``RUN/checkpoint/``; running the same command after an
+interruption (even ``kill -9``) resumes there and ends with the weights an
+uninterrupted run ends with. The run dir holds ``model/`` (a Hugging Face model dir,
+:mod:`lingcollapse.models.saved`), ``config.json`` (the resolved config, the recipe and
+the run's identity), ``log.jsonl`` and ``eval.json`` (token-weighted validation loss and
+accuracy); with ``save_epochs``, ``epoch-E/`` keeps the model after epoch E, a model dir
+with its own ``eval.json``.
 
 Speed without changing the function: GPT-Neo's attention runs through SDPA
 (:mod:`lingcollapse.models.attention`), the LM head and the float32 cross-entropy sit in
-one module that ``torch.compile`` fuses on CUDA, AdamW is fused on CUDA, and the loss is
-read back only every few steps. Under ``torchrun`` (or ``accelerate launch``) each rank
+one module that ``torch.compile`` fuses on CUDA, AdamW is fused, and the loss is read
+back only every few steps. Under ``torchrun`` (or ``accelerate launch``) each rank
 trains on its share of every batch with DDP; the gradient is the single-process one.
 """
 
@@ -22,74 +27,25 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lingcollapse.device import finish, setup
+from lingcollapse.device import Dist, finish, setup
 from lingcollapse.errors import UserError
-from lingcollapse.io import exclusive, read_json, write_json, write_text
-from lingcollapse.models import registry
+from lingcollapse.io import exclusive, file_sha256, read_json, write_json, write_text
+from lingcollapse.models import ids, registry
 from lingcollapse.models.attention import use_sdpa
-from lingcollapse.models.gpt_neo import TABLE3_BATCH, check_size, run_name
+from lingcollapse.models.saved import write_model_dir
 from lingcollapse.progress import progress
-from lingcollapse.train import checkpoint
+from lingcollapse.train import checkpoint, optim
+from lingcollapse.train.config import TrainConfig, check_fields
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Everything that decides the trained weights (recorded in ``config.json``)."""
-
-    data: str
-    out: str
-    family: str = "gpt-neo"  # the paper's; see lingcollapse.models.registry
-    width: int = 64
-    depth: int = 1
-    epochs: int = 1
-    weight_decay: float = 0.0005
-    seed: int = 0
-    lr: float = 5e-5  # run_clm's default (TrainingArguments.learning_rate)
-    batch_size: int | None = None  # None: Table 3's for the paper's sizes, else 16
-    checkpoint_every: int = 500  # steps
-    allow_any_size: bool = False
-    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: the rank's GPU)
-    attention: str = "sdpa"  # sdpa (fused, same function) | eager (Hugging Face's own)
-    compile: str = "auto"  # torch.compile: auto (on CUDA) | on | off
-
-    def __post_init__(self) -> None:
-        self.family = registry.family(self.family).name  # an alias resolves to its name
-        check_size(self.width, self.depth, self.allow_any_size)
-        if self.epochs < 1:
-            raise UserError(f"--epochs must be at least 1, not {self.epochs}")
-        if not self.lr > 0:
-            raise UserError(f"--lr must be positive, not {self.lr}")
-        if self.weight_decay < 0:
-            raise UserError(f"--weight-decay must be ≥ 0, not {self.weight_decay}")
-        if self.batch_size is None:
-            self.batch_size = TABLE3_BATCH.get(self.depth, {}).get(self.width, 16)
-        if self.batch_size < 1 or self.checkpoint_every < 1:
-            raise UserError("--batch-size and --checkpoint-every must be at least 1")
-        for name, allowed in (("attention", ("sdpa", "eager")), ("compile", ("auto", "on", "off"))):
-            if getattr(self, name) not in allowed:
-                raise UserError(f"--{name} must be one of {', '.join(allowed)}")
-
-    @property
-    def name(self) -> str:
-        name = run_name(self.depth, self.width, self.epochs, self.weight_decay, self.seed)
-        return name if self.family == "gpt-neo" else f"{name}-{self.family}"
-
-    def recorded(self) -> dict:
-        """The fields that must match to resume: those that decide the weights (paths
-        may move, and the device, kernels and world size only change the rounding)."""
-        return {k: v for k, v in asdict(self).items() if k not in RUNTIME}
-
-
-RUNTIME = ("data", "out", "checkpoint_every", "device", "attention", "compile")
+__all__ = ["TrainConfig", "evaluate", "train"]
 
 
 def _load_split(data: Path, split: str, vocab: int) -> np.ndarray:
@@ -116,6 +72,51 @@ def _meta(data: Path) -> dict:
     return meta
 
 
+@dataclass
+class _Run:
+    """One training run: its config, where it reads and writes, and its names."""
+
+    cfg: TrainConfig
+    dir: Path
+    data: Path
+    meta: dict
+    dist: Dist
+    init_sha256: str | None = None  # of the --init model's weights, once loaded
+
+    @property
+    def corpus(self) -> str:
+        return ids.corpus_label(self.meta.get("source"))
+
+    def recorded(self) -> dict:
+        """What must match to resume (the init's weights too, when there is one)."""
+        extra = {"init_sha256": self.init_sha256} if self.init_sha256 else {}
+        return {**self.cfg.recorded(), **extra}
+
+    def identity(self, epoch: int, n_params: int) -> dict:
+        """Who the model after ``epoch`` is: the authors'-style id and what it encodes."""
+        cfg = self.cfg
+        run_name, _ = cfg.names(self.corpus)
+        args = (cfg.depth, cfg.width, cfg.epochs, cfg.weight_decay, cfg.seed, epoch)
+        return {
+            "model": ids.model_id(*args, family=cfg.family),
+            "run": run_name,
+            "epoch": epoch,
+            "epochs": epoch,  # trained when measured (the results tables' column)
+            "schedule_epochs": cfg.epochs,
+            "checkpoint": epoch - 1,  # the authors' k
+            "family": cfg.family,
+            "width": cfg.width,
+            "depth": cfg.depth,
+            "n_params": n_params,
+            "weight_decay": cfg.weight_decay,
+            "seed": cfg.seed,
+            "lr": cfg.lr,
+            "corpus": self.corpus,
+            "data_sha256": file_sha256(self.data / "meta.json"),
+            **({"init_sha256": self.init_sha256} if self.init_sha256 else {}),
+        }
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train one model into ``cfg.out``; returns the final evaluation.
 
@@ -125,19 +126,19 @@ def train(cfg: TrainConfig) -> dict:
     run, data = Path(cfg.out), Path(cfg.data)
     meta = _meta(data)
     if (run / "eval.json").is_file():  # finished before: the same config, or refuse
-        _check_config(run / "config.json", cfg)
+        _check_finished(run, cfg)
         return read_json(run / "eval.json", f"delete it to evaluate {run} again")
     vocab = int(meta["vocab_size"])  # the splits are hashed and checked: only when training
     tokens = _load_split(data, "train", vocab)
     val_tokens = _load_split(data, "validation", vocab)
-    dist = setup(cfg.device)
+    job = _Run(cfg, run, data, meta, setup(cfg.device))
     try:
-        if dist.rank:
-            return _train(cfg, run, data, meta, tokens, val_tokens, dist)
+        if job.dist.rank:
+            return _train(job, tokens, val_tokens)
         with exclusive(run / "checkpoint", "training run"):
-            return _train(cfg, run, data, meta, tokens, val_tokens, dist)
+            return _train(job, tokens, val_tokens)
     finally:
-        finish(dist)
+        finish(job.dist)
 
 
 class _Objective(torch.nn.Module):
@@ -161,72 +162,109 @@ class _Objective(torch.nn.Module):
         return loss, (logits.argmax(-1) == labels).sum() if hits else None
 
 
-def _build(cfg, meta: dict, seq_len: int, dist):
-    model = registry.build(
-        cfg.family,
-        cfg.width,
-        cfg.depth,
-        int(meta["vocab_size"]),
-        cfg.seed,
-        max_positions=seq_len,
-        eos_token_id=int(meta.get("eos_token_id", 0)),
-        allow_any_size=cfg.allow_any_size,
-    ).to(dist.device)
-    if cfg.attention == "sdpa":
+def _model(job: _Run, seq_len: int):
+    """A fresh model of the config's family and size, or the ``--init`` model; on the
+    run's device, with the asked-for attention."""
+    cfg = job.cfg
+    eager = cfg.attention == "eager"
+    if cfg.init is None:
+        attn = (
+            {} if cfg.family == "gpt-neo" else {"attn_implementation": "eager" if eager else "sdpa"}
+        )
+        model = registry.build(
+            cfg.family,
+            cfg.width,
+            cfg.depth,
+            int(job.meta["vocab_size"]),
+            cfg.seed,
+            max_positions=seq_len,
+            eos_token_id=int(job.meta.get("eos_token_id", 0)),
+            allow_any_size=cfg.allow_any_size,
+            **attn,
+        )
+    else:
+        model = _load_init(job, seq_len)
+    model.to(job.dist.device)
+    if cfg.family == "gpt-neo" and not eager:
         use_sdpa(model)
+    return model
+
+
+def _load_init(job: _Run, seq_len: int):
+    """The ``--init`` model in float32, checked against the data; its weights hashed."""
+    from transformers import AutoModelForCausalLM
+
+    from lingcollapse.hub import load_pretrained
+    from lingcollapse.stats.files import tensors_sha256
+
+    cfg = job.cfg
+    kwargs = {"dtype": torch.float32}
+    if cfg.family != "gpt-neo":  # GPT-Neo has only eager attention (SDPA is ours, below)
+        kwargs["attn_implementation"] = "eager" if cfg.attention == "eager" else "sdpa"
+    model = load_pretrained(
+        AutoModelForCausalLM.from_pretrained, cfg.init, "--init model", **kwargs
+    )
+    vocab, data_vocab = model.get_output_embeddings().weight.shape[0], int(job.meta["vocab_size"])
+    if vocab < data_vocab:
+        raise UserError(
+            f"--init {cfg.init} has a vocabulary of {vocab:,} tokens but the data's tokenizer "
+            f"has {data_vocab:,}: prepare the data with the model's tokenizer "
+            f"(`lingcollapse data prepare --tokenizer {cfg.init}`)"
+        )
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions < seq_len:
+        raise UserError(
+            f"--init {cfg.init} takes at most {positions:,} positions but the data's "
+            f"sequences have {seq_len:,}: prepare the data with --seq-len {positions}"
+        )
+    job.init_sha256 = tensors_sha256(dict(model.state_dict()))
+    return model
+
+
+def _wrap(job: _Run, model):
+    """The objective, under DDP across ranks, compiled where that pays."""
     net = _Objective(model)
+    dist = job.dist
     if dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        ids = [dist.device.index] if dist.device.type == "cuda" else None
-        net = DistributedDataParallel(net, device_ids=ids)
-    compiled = cfg.compile == "on" or (cfg.compile == "auto" and dist.device.type == "cuda")
-    return model, (torch.compile(net) if compiled else net)
+        devices = [dist.device.index] if dist.device.type == "cuda" else None
+        net = DistributedDataParallel(net, device_ids=devices)
+    compiled = job.cfg.compile == "on" or (job.cfg.compile == "auto" and dist.device.type == "cuda")
+    return torch.compile(net) if compiled else net
 
 
-def _train(cfg, run: Path, data: Path, meta: dict, tokens, val_tokens, dist) -> dict:
+def _train(job: _Run, tokens, val_tokens) -> dict:
     from lingcollapse.hub import quiet
 
     quiet()
+    cfg, run, dist = job.cfg, job.dir, job.dist
     seq_len = tokens.shape[1]
-    model, net = _build(cfg, meta, seq_len, dist)
+    model = _model(job, seq_len)
+    net = _wrap(job, model)
     steps_per_epoch = math.ceil(tokens.shape[0] / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        fused=dist.device.type == "cuda",
-    )
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / total))
-    step = _resume(run, cfg, model, optimizer, schedule, dist)
+    optimizer = optim.adamw(model, cfg.lr, cfg.weight_decay)
+    schedule = optim.linear_schedule(optimizer, cfg.warmup_steps, total)
+    step = _resume(job, model, optimizer, schedule)
     if dist.rank == 0:
-        write_json(
-            run / "config.json",
-            {
-                **asdict(cfg),
-                "model": cfg.name,
-                "n_params": model.num_parameters(),
-                "vocab_size": int(meta["vocab_size"]),
-                "seq_len": seq_len,
-                "world_size": dist.world,
-            },
-        )
+        _write_config(job, model, seq_len)
     per_step = cfg.batch_size * seq_len  # tokens; the bar shows tokens/s and the ETA
     bar = progress(
         total=total * per_step,
         initial=step * per_step,
-        desc=f"train {cfg.name}",
+        desc=f"train {cfg.names(job.corpus)[0]}",
         unit="tok",
         unit_scale=True,
         disable=dist.rank != 0,
     )
+    evaluation = None
     with bar:
         while step < total:
             epoch, index = divmod(step, steps_per_epoch)
-            rows = _order(cfg.seed, epoch, tokens.shape[0])
+            rows = epoch_order(cfg.seed, epoch, tokens.shape[0])
             batch = np.sort(rows[index * cfg.batch_size : (index + 1) * cfg.batch_size])
-            loss = _step(net, optimizer, schedule, tokens, batch, dist)
+            loss = _step(net, model, optimizer, schedule, tokens, batch, cfg.max_grad_norm, dist)
             step += 1
             bar.update(len(batch) * seq_len)
             if step % _REPORT_EVERY == 0 or step == total or step % steps_per_epoch == 0:
@@ -236,19 +274,61 @@ def _train(cfg, run: Path, data: Path, meta: dict, tokens, val_tokens, dist) -> 
                     lr = schedule.get_last_lr()[0]
                     _log(run, dist, {"step": step, "epoch": epoch, "loss": value, "lr": lr})
             if step % steps_per_epoch == 0:
-                metrics = evaluate(net, val_tokens, cfg.batch_size, dist)
-                _log(run, dist, {"step": step, "epoch": epoch + 1, **metrics})
+                evaluation = _end_of_epoch(job, model, net, val_tokens, step, steps_per_epoch)
             if dist.rank == 0 and (step % cfg.checkpoint_every == 0 or step % steps_per_epoch == 0):
                 checkpoint.save(
-                    run / "checkpoint", step, model, optimizer, schedule, cfg.recorded()
+                    run / "checkpoint", step, model, optimizer, schedule, job.recorded()
                 )
-    return _finish(run, data, model, net, val_tokens, cfg, dist)
+    return _finish(job, model, net, val_tokens, evaluation)
+
+
+def _end_of_epoch(job: _Run, model, net, val_tokens, step: int, steps_per_epoch: int) -> dict:
+    """Evaluate; keep the model as ``epoch-E/`` when asked. Before the training
+    checkpoint: a run killed between the two redoes the epoch's end and writes the
+    same dir again."""
+    epoch = step // steps_per_epoch
+    evaluation = evaluate(net, val_tokens, job.cfg.batch_size, job.dist)
+    _log(job.dir, job.dist, {"step": step, "epoch": epoch, **evaluation})
+    if epoch in job.cfg.save_epochs and job.dist.rank == 0:
+        identity = job.identity(epoch, model.num_parameters())
+        write_model_dir(job.dir / f"epoch-{epoch}", model, _tokenizer(job), evaluation, identity)
+    return evaluation
+
+
+def _tokenizer(job: _Run) -> Path | None:
+    path = job.data / "tokenizer"
+    return path if path.is_dir() else None
+
+
+def _write_config(job: _Run, model, seq_len: int) -> None:
+    """``config.json``: the resolved config, the recipe in force, and the run's names."""
+    run_name, final = job.cfg.names(job.corpus)
+    write_json(
+        job.dir / "config.json",
+        {
+            **asdict(job.cfg),
+            **job.recorded(),
+            "run": run_name,
+            "model": final,
+            "n_params": model.num_parameters(),
+            "vocab_size": int(job.meta["vocab_size"]),
+            "seq_len": seq_len,
+            "world_size": job.dist.world,
+            "optimizer": {
+                "name": "adamw_torch_fused",
+                "betas": list(optim.BETAS),
+                "eps": optim.EPS,
+                "schedule": "linear",
+                "undecayed": optim.undecayed_names(model),
+            },
+        },
+    )
 
 
 _REPORT_EVERY = 10  # steps between reading the loss back (a device sync)
 
 
-def _order(seed: int, epoch: int, n: int) -> np.ndarray:
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The chunk order of one epoch: a function of (seed, epoch) alone, so resuming
     mid-epoch replays exactly the batches an uninterrupted run sees."""
     return np.random.default_rng([seed, epoch]).permutation(n)
@@ -259,8 +339,11 @@ def _rows(tokens, rows: np.ndarray, device) -> torch.Tensor:
     return ids.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else ids
 
 
-def _step(net, optimizer, schedule, tokens, batch: np.ndarray, dist) -> torch.Tensor:
-    """One AdamW step on the mean loss over every (context, next token) of ``batch``.
+def _step(
+    net, model, optimizer, schedule, tokens, batch: np.ndarray, max_grad_norm: float, dist
+) -> torch.Tensor:
+    """One AdamW step on the mean loss over every (context, next token) of ``batch``,
+    its global gradient norm clipped first (the Trainer's order: clip, step, schedule).
 
     Each rank takes rows ``rank::world`` and scales its summed loss by
     world / (global token count); DDP's gradient average then gives exactly the
@@ -276,6 +359,7 @@ def _step(net, optimizer, schedule, tokens, batch: np.ndarray, dist) -> torch.Te
         loss_sum, _ = net(ids)
     count = len(batch) * (ids.shape[1] - 1)
     (loss_sum * (weight * dist.world / count)).backward()
+    optim.clip_gradients(model, max_grad_norm)  # DDP has all-reduced: the global norm
     optimizer.step()
     schedule.step()
     optimizer.zero_grad(set_to_none=True)
@@ -314,20 +398,17 @@ def evaluate(net, tokens, batch_size: int, dist) -> dict:
     }
 
 
-def _finish(run: Path, data: Path, model, net, val_tokens, cfg, dist) -> dict:
-    result = evaluate(net, val_tokens, cfg.batch_size, dist)
+def _finish(job: _Run, model, net, val_tokens, evaluation: dict | None) -> dict:
+    """Write ``model/`` and ``eval.json`` (last: its presence marks a finished run).
+    ``evaluation`` is the last epoch's, unless a resumed run has not made it yet."""
+    cfg, run, dist = job.cfg, job.dir, job.dist
+    result = evaluation or evaluate(net, val_tokens, cfg.batch_size, dist)
     if dist.rank:
         return result
-    target = run / "model"
-    tmp = run / ".model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    if (data / "tokenizer").is_dir():
-        shutil.copytree(data / "tokenizer", tmp, dirs_exist_ok=True)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    identity = job.identity(cfg.epochs, model.num_parameters())
+    write_model_dir(run / "model", model, _tokenizer(job), result, identity)
     _log(run, dist, {"final": True, **result})
-    write_json(run / "eval.json", result)  # last: its presence marks a finished run
+    write_json(run / "eval.json", result)
     shutil.rmtree(run / "checkpoint", ignore_errors=True)
     return result
 
@@ -340,17 +421,18 @@ def _log(run: Path, dist, record: dict) -> None:
         f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
 
 
-def _resume(run: Path, cfg, model, optimizer, schedule, dist) -> int:
+def _resume(job: _Run, model, optimizer, schedule) -> int:
+    run = job.dir
     found = checkpoint.latest(run / "checkpoint")
     if found is None:
         if (run / "config.json").is_file():
-            _check_config(run / "config.json", cfg)
+            _check_config(run / "config.json", job.recorded())
         return 0
     path, state = found
-    _check_fields(state["config"], cfg.recorded(), run)
+    check_fields(state["config"], job.recorded(), run)
     step = checkpoint.restore(path, state, model, optimizer, schedule)
     log.info("resuming %s at step %d", run, step)
-    if dist.rank == 0:
+    if job.dist.rank == 0:
         _trim_log(run / "log.jsonl", step)
     return step
 
@@ -374,20 +456,18 @@ def _record_step(line: str) -> float:
         return math.inf
 
 
-def _check_config(path: Path, cfg) -> None:
+def _check_config(path: Path, now: dict) -> None:
     recorded = read_json(path, f"{path.parent} is damaged: train into another --out")
-    _check_fields(recorded, cfg.recorded(), path.parent)
+    check_fields(recorded, now, path.parent)
 
 
-def _check_fields(before: dict, now: dict, run: Path) -> None:
-    """Refuse ``now`` unless every field equals the recorded one; a field that a run made
-    before it existed does not record counts as its default (``family``: gpt-neo)."""
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
-    before = {k: before.get(k, defaults.get(k)) for k in now}
-    changed = sorted(k for k in now if before[k] != now[k])
-    if changed:
-        detail = ", ".join(f"{k}: {before[k]!r} → {now[k]!r}" for k in changed)
-        raise UserError(
-            f"{run} is a run with another config ({detail}); resume it with "
-            "the same options or train into another --out"
-        )
+def _check_finished(run: Path, cfg: TrainConfig) -> None:
+    """A finished run answers for the same config (its init's weights are not hashed
+    again), and must hold every epoch model asked for."""
+    _check_config(run / "config.json", cfg.recorded())
+    for epoch in cfg.save_epochs:
+        if not (run / f"epoch-{epoch}" / "eval.json").is_file():
+            raise UserError(
+                f"{run} is finished but its model after epoch {epoch} ({run}/epoch-{epoch}) "
+                "is gone: train the run again into another --out"
+            )
