@@ -347,7 +347,43 @@ TRAIN = {
     "--out a run with garbled config.json": lambda a, t: train(
         a, t, out=finished_run_with(a, t, b"{garbage")
     ),
+    "--max-grad-norm -1": lambda a, t: train(a, t, "--max-grad-norm", -1),
+    "--warmup-steps -1": lambda a, t: train(a, t, "--warmup-steps", -1),
+    "--save-epochs 0": lambda a, t: train(a, t, "--save-epochs", 0),
+    "--save-epochs past the last epoch": lambda a, t: train(
+        a, t, "--epochs", 2, "--save-epochs", "1,3"
+    ),
+    "--save-epochs malformed": lambda a, t: train(a, t, "--save-epochs", "1;2"),
+    "--init missing": lambda a, t: init(a, t, t / "nope"),
+    "--init garbled config.json": lambda a, t: init(a, t, garbled_model(t)),
+    "--init a stats file": lambda a, t: init(a, t, a.train),
+    "--init not a causal LM": lambda a, t: init(a, t, t5_model(t)),
+    "--init with a smaller vocabulary than the data": lambda a, t: init(
+        a, t, save_model(t / "small", "gpt2", vocab=a.vocab - 1)
+    ),
+    "--init with --width that disagrees": lambda a, t: init(a, t, a.model, "--width", 16),
+    "--init with --family that disagrees": lambda a, t: init(a, t, a.model, "--family", "llama"),
 }
+
+
+def init(a: Art, t: Path, model, *args) -> list:
+    """``train --init MODEL``: the architecture comes from the model."""
+    return ["train", "--data", a.data, "--out", t / "run", "--init", model, *args]
+
+
+def garbled_model(t: Path) -> Path:
+    (t / "garbled").mkdir()
+    (t / "garbled" / "config.json").write_bytes(b"{garbage")
+    return t / "garbled"
+
+
+def t5_model(t: Path) -> Path:
+    """A tiny encoder-decoder: a Hugging Face model, but not a causal LM."""
+    from transformers import T5Config, T5Model
+
+    config = T5Config(vocab_size=300, d_model=8, d_ff=16, num_layers=1, num_heads=2, d_kv=4)
+    T5Model(config).save_pretrained(t / "t5")
+    return t / "t5"
 
 
 def finished_run_with(a: Art, t: Path, config: bytes) -> Path:

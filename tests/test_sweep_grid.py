@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from lingcollapse.errors import UserError
-from lingcollapse.models.gpt_neo import run_name
+from lingcollapse.models.ids import run_name
 from lingcollapse.sweep.grid import load_grid, parse_grid
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

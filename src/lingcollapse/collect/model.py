@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from lingcollapse.errors import UserError
 from lingcollapse.hub import load_pretrained
 from lingcollapse.models.attention import use_sdpa
+from lingcollapse.models.saved import model_dir_of, read_identity
 
 DTYPES = {
     "float32": torch.float32,
@@ -93,10 +94,8 @@ class EmbeddingModel:
 
 def resolve_model_path(source: str) -> str:
     """A run dir means its ``model/``; anything else is a model dir or a hub id."""
-    path = Path(source)
-    if (path / "model" / "config.json").is_file():  # a run dir (its own config.json is
-        return str(path / "model")  # the training config, not a model config)
-    return source
+    found = model_dir_of(source)
+    return source if found is None else str(found)
 
 
 def load_model(
@@ -112,6 +111,7 @@ def load_model(
     if dtype not in DTYPES:
         raise UserError(f"unknown --dtype {dtype!r}: use one of float32, bf16, fp16")
     path = resolve_model_path(source)
+    name = _identity(source, path)  # checks a trained model's files before they load
     kwargs = {"dtype": DTYPES[dtype], "trust_remote_code": trust_remote_code}
     if revision:
         kwargs["revision"] = revision
@@ -122,14 +122,19 @@ def load_model(
         raise UserError(
             f"{source} has no output layer (get_output_embeddings() is None): it is not a causal LM"
         )
-    wrapped = EmbeddingModel(model, _identity(source, path), revision, body_only=True)
+    wrapped = EmbeddingModel(model, name, revision, body_only=True)
     wrapped.body_only = _body_is_head_input(wrapped)
     _check_finite(wrapped)
     return wrapped
 
 
 def _identity(source: str, path: str) -> str:
-    """The model's name for the stats metadata: the run's name, or the hub id/path."""
+    """The model's name for the stats metadata: the id ``train`` recorded in the model
+    dir (its files checked against their SHA-256 first), a run's name, or the hub
+    id/path."""
+    recorded = read_identity(Path(path)) if Path(path).is_dir() else None
+    if recorded is not None:
+        return str(recorded.get("model", source))
     run_config = Path(path).parent / "config.json"
     if Path(path).name == "model" and run_config.is_file():
         try:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from lingcollapse.errors import UserError, first_line
+from lingcollapse.models.saved import model_dir_of
 
 
 def load_classifier(source: str | os.PathLike) -> tuple[Tensor, Tensor | None]:
@@ -22,8 +23,7 @@ def load_classifier(source: str | os.PathLike) -> tuple[Tensor, Tensor | None]:
     if path.is_file():
         weight, bias = _from_safetensors(path)
     else:
-        if (path / "model" / "config.json").is_file():
-            path = path / "model"  # a run dir: its model lives in model/
+        path = model_dir_of(path) or path  # a run dir: its model lives in model/
         weight, bias = _from_model(str(path) if path.exists() else str(source))
     if not torch.isfinite(weight).all() or (bias is not None and not torch.isfinite(bias).all()):
         raise UserError(

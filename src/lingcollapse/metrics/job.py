@@ -24,9 +24,13 @@ from lingcollapse.memory import is_out_of_memory
 from lingcollapse.metrics import conventions
 from lingcollapse.metrics.classifier import load_classifier
 from lingcollapse.metrics.compute import Measured, measure
+from lingcollapse.models.saved import model_dir_of, read_identity
 from lingcollapse.stats.files import load_stats
 
 IDENTITY = ("model", "width", "depth", "n_params", "epochs", "weight_decay", "seed")
+# Beside DESIGN's identity, what a trained model dir records (models.saved): the run it
+# comes from, its schedule and the epoch it was measured after (Figure 5), its family.
+RUN_IDENTITY = (*IDENTITY, "run", "schedule_epochs", "checkpoint", "family", "corpus")
 DEFAULT_PRESET = "wu-papyan"
 
 
@@ -169,20 +173,26 @@ def _optional_validation(train_stats: Path, path: Path | None, notes: list[str])
 
 
 def _classifier(source: str | None, run_dir: Path, notes: list[str]):
-    """``source``, else the run's own ``model/`` (a trained run), else None (no NC3)."""
-    if source is None and (run_dir / "model" / "config.json").is_file():
-        source = str(run_dir / "model")
+    """``source``, else the run's own model (``model/`` of a trained run, or an
+    ``epoch-E/`` dir itself), else None (no NC3)."""
+    if source is None and (model := model_dir_of(run_dir)) is not None:
+        source = str(model)
         notes.append(f"using the classifier of {source}")
     return None if source is None else load_classifier(source)
 
 
 def _identity(run_dir: Path, meta: dict) -> dict:
-    """model, width, depth, … from the run's config.json, else from the stats metadata."""
+    """model, width, depth, … as the trained model dir records them (its id, run and
+    epoch), else from the run's config.json, else from the stats metadata."""
     ident = {"model": meta.get("model", run_dir.name)}
     if "layer" in meta:
         ident["layer"] = meta["layer"]
+    model = model_dir_of(run_dir)
+    recorded = read_identity(model) if model is not None else None
     config = run_dir / "config.json"
-    if config.is_file():
+    if recorded is not None:
+        ident.update({k: recorded[k] for k in RUN_IDENTITY if k in recorded})
+    elif config.is_file():
         try:
             data = json.loads(config.read_text())
         except ValueError:
@@ -193,7 +203,10 @@ def _identity(run_dir: Path, meta: dict) -> dict:
 
 def _tokens(source: str | None, run_dir: Path, vocab_size: int) -> dict[int, str] | None:
     """Decoded text of every token id, if a tokenizer can be found offline."""
-    candidates = [source] if source else [str(run_dir / "model"), str(run_dir / "tokenizer")]
+    model = model_dir_of(run_dir)
+    candidates = (
+        [source] if source else [str(model or run_dir / "model"), str(run_dir / "tokenizer")]
+    )
     for cand in candidates:
         if not cand or (not source and not Path(cand).is_dir()):
             continue

@@ -56,11 +56,14 @@ def write_model_dir(
 
 
 def model_dir_of(source: str | Path) -> Path | None:
-    """The model dir a MODEL argument names on disk: a run dir's ``model/``, or the dir."""
+    """The Hugging Face model dir a path names: a run dir's ``model/``, or the path itself
+    when it holds a config and weights (a model dir, an ``epoch-E/``); None otherwise (a
+    hub id, or a dir without weights such as a run of a hub model)."""
     path = Path(source)
     if (path / "model" / "config.json").is_file():  # a run dir: its config.json is the run's
         return path / "model"
-    return path if (path / "config.json").is_file() else None
+    weights = any(path.glob("*.safetensors")) or any(path.glob("pytorch_model*.bin"))
+    return path if (path / "config.json").is_file() and weights else None
 
 
 def read_identity(model_dir: Path, verify: bool = True) -> dict | None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lingcollapse.errors import UserError
-from lingcollapse.models.gpt_neo import run_name
+from lingcollapse.models.ids import run_name
 
 SECTIONS = {"data", "train", "models", "collect", "measure", "analyze", "executor", "name"}
 GRID_KEYS = {"widths", "depths", "epochs", "weight_decays", "seeds"}

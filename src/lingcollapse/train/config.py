@@ -76,11 +76,7 @@ class TrainConfig:
 
     def _take_architecture_from_init(self) -> None:
         """Width, depth and family of the ``init`` model; an explicit flag must agree."""
-        from transformers import AutoConfig
-
-        from lingcollapse.hub import load_pretrained
-
-        config = load_pretrained(AutoConfig.from_pretrained, self.init, "--init model config")
+        config = init_config(self.init)
         found = {
             "family": registry.family_of(config),
             "width": _config_int(config, "hidden_size", self.init),
@@ -109,6 +105,23 @@ class TrainConfig:
         args = (self.depth, self.width, self.epochs, self.weight_decay, self.seed)
         run = ids.run_name(*args, family=self.family, corpus=corpus)
         return run, ids.model_id(*args, self.epochs, family=self.family)
+
+
+def init_config(source: str):
+    """The ``--init`` model's config; a model that is not a causal LM is refused here,
+    before anything is loaded or written."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    from lingcollapse.hub import load_pretrained
+
+    config = load_pretrained(AutoConfig.from_pretrained, source, "--init model config")
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise UserError(
+            f"--init {source} is a {config.model_type!r} model, not a causal LM: give a "
+            "model that AutoModelForCausalLM loads (GPT-Neo, GPT-2, Llama, …)"
+        )
+    return config
 
 
 def _config_int(config, key: str, source: str) -> int:

@@ -42,7 +42,7 @@ from lingcollapse.models.attention import use_sdpa
 from lingcollapse.models.saved import write_model_dir
 from lingcollapse.progress import progress
 from lingcollapse.train import checkpoint, optim
-from lingcollapse.train.config import TrainConfig, check_fields
+from lingcollapse.train.config import TrainConfig, check_fields, init_config
 
 log = logging.getLogger(__name__)
 __all__ = ["TrainConfig", "evaluate", "train"]
@@ -131,6 +131,8 @@ def train(cfg: TrainConfig) -> dict:
     vocab = int(meta["vocab_size"])  # the splits are hashed and checked: only when training
     tokens = _load_split(data, "train", vocab)
     val_tokens = _load_split(data, "validation", vocab)
+    if cfg.init is not None:
+        _check_init_fits(cfg.init, vocab, tokens.shape[1])
     job = _Run(cfg, run, data, meta, setup(cfg.device))
     try:
         if job.dist.rank:
@@ -183,15 +185,35 @@ def _model(job: _Run, seq_len: int):
             **attn,
         )
     else:
-        model = _load_init(job, seq_len)
+        model = _load_init(job)
     model.to(job.dist.device)
     if cfg.family == "gpt-neo" and not eager:
         use_sdpa(model)
     return model
 
 
-def _load_init(job: _Run, seq_len: int):
-    """The ``--init`` model in float32, checked against the data; its weights hashed."""
+def _check_init_fits(source: str, data_vocab: int, seq_len: int) -> None:
+    """The ``--init`` model must embed every token id and position of the data: checked
+    from its config, before anything is written."""
+    config = init_config(source)
+    vocab = getattr(config, "vocab_size", None)
+    if isinstance(vocab, int) and vocab < data_vocab:
+        raise UserError(
+            f"--init {source} has a vocabulary of {vocab:,} tokens but the data's tokenizer "
+            f"has {data_vocab:,}: prepare the data with the model's tokenizer "
+            f"(`lingcollapse data prepare --tokenizer {source}`)"
+        )
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions < seq_len:
+        raise UserError(
+            f"--init {source} takes at most {positions:,} positions but the data's "
+            f"sequences have {seq_len:,}: prepare the data with --seq-len {positions}"
+        )
+
+
+def _load_init(job: _Run):
+    """The ``--init`` model in float32, its weights hashed (recorded, and compared when
+    the run resumes)."""
     from transformers import AutoModelForCausalLM
 
     from lingcollapse.hub import load_pretrained
@@ -204,19 +226,6 @@ def _load_init(job: _Run, seq_len: int):
     model = load_pretrained(
         AutoModelForCausalLM.from_pretrained, cfg.init, "--init model", **kwargs
     )
-    vocab, data_vocab = model.get_output_embeddings().weight.shape[0], int(job.meta["vocab_size"])
-    if vocab < data_vocab:
-        raise UserError(
-            f"--init {cfg.init} has a vocabulary of {vocab:,} tokens but the data's tokenizer "
-            f"has {data_vocab:,}: prepare the data with the model's tokenizer "
-            f"(`lingcollapse data prepare --tokenizer {cfg.init}`)"
-        )
-    positions = getattr(model.config, "max_position_embeddings", None)
-    if isinstance(positions, int) and positions < seq_len:
-        raise UserError(
-            f"--init {cfg.init} takes at most {positions:,} positions but the data's "
-            f"sequences have {seq_len:,}: prepare the data with --seq-len {positions}"
-        )
     job.init_sha256 = tensors_sha256(dict(model.state_dict()))
     return model
 
