@@ -3,13 +3,18 @@
     python benchmarks/bench_train.py                       # 2×768, V = 50,257, T = 2048, B = 16
     python benchmarks/bench_train.py --width 64 --depth 1 --seq-len 256 --batch 8 --steps 30
 
-Every variant runs in a fresh process on the same model (the paper's GPT-Neo, Table 2,
-the same initial weights), the same random packed data, batch and hardware:
+Every variant runs in a fresh process from the same saved model (the paper's GPT-Neo,
+Table 2: both sides load the same initial weights, ours through ``--init``), the same
+random packed data, batch and hardware, and the same recipe: the Trainer's defaults,
+which ``train`` reproduces (AdamW (0.9, 0.999, 1e-8) decaying what
+``Trainer.get_decay_parameter_names`` returns, gradient clipping at 1.0, linear decay, no
+warm-up; tests/test_train_recipe.py checks the weights agree):
 
 - ``trainer``: ``transformers.Trainer`` as ``run_clm`` drives it: default
-  ``TrainingArguments`` (fused AdamW on PyTorch ≥ 2.8, linear decay, no warm-up here),
-  bf16 on CUDA, the model's own loss, Hugging Face's eager GPT-Neo attention;
-- ``ours-eager``: `lingcollapse train --attention eager --compile off`;
+  ``TrainingArguments`` (fused AdamW on PyTorch ≥ 2.8), bf16 on CUDA, the model's own
+  loss, Hugging Face's eager GPT-Neo attention;
+- ``ours-eager``: `lingcollapse train --attention eager --compile off` (the same
+  function and kernels as the Trainer's);
 - ``ours-sdpa``: `--attention sdpa --compile off`;
 - ``ours``: the defaults (SDPA, and ``torch.compile`` on CUDA).
 
@@ -59,22 +64,28 @@ class _StepTimes:
         self.times.append(time.perf_counter())
 
 
-def run_trainer(args, data: Path) -> list[float]:
-    from transformers import Trainer, TrainerCallback, TrainingArguments
-
+def make_init(path: Path, args) -> None:
+    """The initial weights both sides start from (seed 42, the Trainer's)."""
     from lingcollapse.models.registry import build
 
-    tokens = np.load(data / "train.npy")
     model = build(
         "gpt-neo",
         args.width,
         args.depth,
         VOCAB,
-        0,
+        42,
         max_positions=args.seq_len,
         eos_token_id=VOCAB - 1,
         allow_any_size=True,
     )
+    model.save_pretrained(path)
+
+
+def run_trainer(args, data: Path) -> list[float]:
+    from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
+
+    tokens = np.load(data / "train.npy")
+    model = AutoModelForCausalLM.from_pretrained(data / "init", dtype=torch.float32)
     rows = [{"input_ids": r.astype(np.int64), "labels": r.astype(np.int64)} for r in tokens]
     clock = _StepTimes()
 
@@ -93,7 +104,6 @@ def run_trainer(args, data: Path) -> list[float]:
         save_strategy="no",
         logging_strategy="no",
         report_to=[],
-        seed=0,
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,
     )
@@ -119,11 +129,9 @@ def run_ours(args, data: Path, attention: str, compile_: str) -> list[float]:
     cfg = TrainConfig(
         str(data),
         str(data / f"run-{attention}-{compile_}"),
-        width=args.width,
-        depth=args.depth,
+        init=str(data / "init"),
         batch_size=args.batch,
         checkpoint_every=10**9,
-        allow_any_size=True,
         attention=attention,
         compile=compile_,
     )
@@ -173,6 +181,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         make_data(data, args.steps * args.batch, args.seq_len)  # one epoch = --steps
+        make_init(data / "init", args)
         for variant in args.variants.split(","):
             cmd = [
                 sys.executable,

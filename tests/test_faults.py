@@ -384,6 +384,7 @@ vocab_size = 300
 widths = [8]
 depths = [1]
 epochs = [2]
+measure_epochs = [1, 2]
 [train.options]
 batch_size = 16
 lr = 3e-3
@@ -395,7 +396,7 @@ batch_size = 8
 device = "cpu"
 checkpoint_every = 16
 """
-CELL = "runs/TinyStories-01x0008_02d"
+CELL = "runs/Stories-01x0008_02d"  # measured after epoch 2 (here) and 1 (epoch-1/)
 
 
 def test_sweep_killed_in_every_stage_ends_as_an_uninterrupted_sweep(tmp_path):
@@ -412,6 +413,7 @@ def test_sweep_killed_in_every_stage_ends_as_an_uninterrupted_sweep(tmp_path):
 
     kills = [
         (None, training),  # mid-training (train/loop.py has no fault points of its own)
+        ("write:*/epoch-1", None),  # the epoch-1 model written, not yet renamed
         ("write:*/eval.json", None),  # the model saved, the run not yet marked finished
         ("wrote:*/train.safetensors.partial", None),  # collect train, after a checkpoint
         ("stage:collect", None),  # between collect train and collect validation
@@ -427,15 +429,14 @@ def test_sweep_killed_in_every_stage_ends_as_an_uninterrupted_sweep(tmp_path):
     code, log = cli(tmp_path, *argv)
     assert code == 0, log[-3000:]
     assert assert_nothing_partial(out) > 0
-    for name in ("model/model.safetensors", "stats/train.safetensors"):
-        assert_same_stats(ref / CELL / name, run / name)
-    assert_same_stats(
-        ref / CELL / "stats/validation.safetensors", run / "stats/validation.safetensors"
-    )
-    for name in ("eval.json", "metrics.json"):
-        assert_same_json(ref / CELL / name, run / name)
-    a, b = (pd.read_parquet(d / CELL / "classes.parquet") for d in (ref, out))
-    pd.testing.assert_frame_equal(a, b, rtol=1e-12, atol=0)
+    for model in (CELL, f"{CELL}/epoch-1"):
+        weights = "model.safetensors" if model != CELL else "model/model.safetensors"
+        for name in (weights, "stats/train.safetensors", "stats/validation.safetensors"):
+            assert_same_stats(ref / model / name, out / model / name)
+        for name in ("eval.json", "metrics.json"):
+            assert_same_json(ref / model / name, out / model / name)
+        a, b = (pd.read_parquet(d / model / "classes.parquet") for d in (ref, out))
+        pd.testing.assert_frame_equal(a, b, rtol=1e-12, atol=0)
     for split in ("train", "validation"):
         assert (ref / "data" / f"{split}.npy").read_bytes() == (
             out / "data" / f"{split}.npy"

@@ -517,7 +517,8 @@ def _points_note(points: pd.DataFrame) -> str:
     more = f" and {len(many) - 3} more" if len(many) > 3 else ""
     return (
         "Lines: depth x width. Where an architecture has several models at one epoch "
-        f"(seeds), the point is their mean ({'; '.join(examples)}{more})."
+        "(seeds, or runs of different lengths measured there), the point is their mean "
+        f"({'; '.join(examples)}{more})."
     )
 
 

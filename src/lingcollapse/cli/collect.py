@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "accuracy and the NC4 decisions. Re-running the same command resumes; under "
         "torchrun each rank takes a disjoint shard and rank 0 writes the merged file.",
     )
-    p.add_argument("model", help="run dir, local HF model dir or hub id")
+    p.add_argument("model", help="run dir, a run's epoch-E/, local HF model dir or hub id")
     p.add_argument("--data", required=True, help="data dir with {split}.npy")
     p.add_argument("--split", default="train", choices=["train", "validation"])
     p.add_argument("--out", required=True, help="stats file to write (.safetensors)")

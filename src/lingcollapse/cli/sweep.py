@@ -23,6 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("grid", type=Path, help="grid file (.toml)")
     p.add_argument("--out", type=Path, help="output dir (default: sweeps/NAME)")
     p.add_argument("--executor", choices=["local", "slurm"], help="override executor.kind")
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="do no work: print the runs it would train, the models it would measure "
+        "and an estimate of their compute",
+    )
+    p.add_argument("--json", action="store_true", help="with --plan: print the plan as JSON")
     p.set_defaults(func=run_sweep)
     d = sub.add_parser(
         "demo",
@@ -37,10 +44,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
+    from lingcollapse.errors import UserError
     from lingcollapse.sweep.grid import load_grid
 
+    if args.json and not args.plan:
+        raise UserError("--json prints the plan: give it with --plan")
     grid = load_grid(args.grid)
-    return _run(grid, args.out or Path("sweeps") / grid.name, args.executor or grid.executor)
+    out = args.out or Path("sweeps") / grid.name
+    if args.plan:
+        return _plan(grid, out, args.json)
+    return _run(grid, out, args.executor or grid.executor)
+
+
+def _plan(grid, out: Path, as_json: bool) -> int:
+    import json
+
+    from lingcollapse.sweep.plan import format_plan, plan
+
+    found = plan(grid, out)
+    print(json.dumps(found, indent=2) if as_json else format_plan(found))
+    return 0
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -74,7 +97,7 @@ def _run(grid, out: Path, executor: str) -> int:
             return 0
         executors.run_local(grid, out)
     print(
-        f"{len(grid.cells)} models in {time.perf_counter() - start:.0f} s; "
-        f"report: {out / 'report.html'}"
+        f"{len(grid.runs)} runs trained, {len(grid.models)} models measured in "
+        f"{time.perf_counter() - start:.0f} s; report: {out / 'report.html'}"
     )
     return 0

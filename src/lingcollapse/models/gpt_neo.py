@@ -22,6 +22,18 @@ TABLE3_BATCH = {
 }
 
 
+# The authors' time limit per epoch on one A100 (40 GB), in hours, by depth then width
+# (their batch-train.sh; Appendix C: "up to 8 hours per epoch").
+PAPER_HOURS_PER_EPOCH = {
+    1: dict.fromkeys(PAPER_WIDTHS, 2),
+    2: {**dict.fromkeys(PAPER_WIDTHS, 2), 1024: 3},
+    4: {**dict.fromkeys(PAPER_WIDTHS, 3), 1024: 4},
+    8: {64: 4, 128: 4, 256: 4, 512: 4, 768: 5, 1024: 6},
+    12: {64: 5, 128: 5, 256: 6, 512: 6, 768: 7, 1024: 8},
+}
+PAPER_COLLECT_HOURS = 6  # Appendix D: "one pass over the train set … up to 6 hours"
+
+
 def check_size(width: int, depth: int, allow_any_size: bool = False) -> None:
     """The paper's grid only, unless asked otherwise (tiny models for CPU demos)."""
     if allow_any_size:

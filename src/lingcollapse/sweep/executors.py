@@ -1,9 +1,11 @@
-"""Where sweep cells run: here, one after another (``local``), or as SLURM jobs.
+"""Where sweep jobs run: here, one after another (``local``), or as SLURM jobs.
 
-The SLURM executor uses ``submitit`` (``pip install 'lingcollapse[slurm]'``): one job per
-cell, each with time for its training in the spirit of the paper's Appendix C (up to 8
-hours an epoch on one A100 for the largest models) and its collection passes, and one
-final analyze/report job that starts after every cell succeeded (``afterok``).
+A job is one training run with the models it gives (its epoch models and its last), or
+one Hugging Face model measured as it is. The SLURM executor uses ``submitit``
+(``pip install 'lingcollapse[slurm]'``): one job per unit, each with time for its
+training in the spirit of the paper's Appendix C (up to 8 hours an epoch on one A100 for
+the largest models) and a collection per model (Appendix D: up to 6 hours a pass), and
+one final analyze/report job that starts after every other succeeded (``afterok``).
 """
 
 from __future__ import annotations
@@ -14,35 +16,35 @@ from pathlib import Path
 from lingcollapse.errors import UserError
 from lingcollapse.progress import progress
 from lingcollapse.sweep import stages
-from lingcollapse.sweep.grid import Cell, Grid
+from lingcollapse.sweep.grid import Grid, Model, Run
 
 log = logging.getLogger(__name__)
 
 
 def run_local(grid: Grid, out: Path) -> None:
-    # the stages' own notes ("using validation stats …") would drown the sweep's
-    logging.getLogger("lingcollapse.cli.measure").setLevel(logging.WARNING)
-    data = stages.prepare_data(grid, out)
-    with progress(grid.cells, desc="sweep", unit="model") as bar:
-        for cell in bar:
-            bar.set_postfix_str(cell.name, refresh=True)
+    stages.prepare_data(grid, out)
+    with progress(total=len(grid.models), desc="sweep", unit="model") as bar:
+        for run, models in grid.jobs():
+            bar.set_postfix_str(run.name if run else models[0].name, refresh=True)
             try:
-                stages.run_cell(grid, cell, out, data)
+                stages.run_job(grid, run, models, out)
             except UserError as err:
-                raise UserError(f"{cell.name}: {err}") from None
-            log.info("sweep: %s measured", cell.name)
+                raise UserError(f"{run.name if run else models[0].name}: {err}") from None
+            bar.update(len(models))
+            log.info("sweep: %s measured", ", ".join(m.name for m in models))
     stages.analyze(grid, out)
 
 
-def cell_hours(grid: Grid, cell: Cell) -> float:
-    """Wall-clock budget of one cell's job: training plus two collection passes."""
+def job_hours(grid: Grid, run: Run | None, models: list[Model]) -> float:
+    """Wall-clock budget of one job: its training, plus collection for each model."""
     per_epoch = float(grid.slurm.get("hours_per_epoch", 8.0))
     collect = float(grid.slurm.get("collect_hours", 6.0))
-    return (cell.epochs or 0) * per_epoch + collect
+    return (run.epochs if run else 0) * per_epoch + collect * len(models)
 
 
 def run_slurm(grid: Grid, out: Path, cluster: str | None = None) -> list:
-    """Submit the sweep; returns the submitit jobs (cells first, then analyze).
+    """Submit the sweep; returns the submitit jobs (runs and hub models first, then
+    analyze).
 
     ``cluster`` is submitit's: None picks SLURM when present; "debug" runs the jobs in
     this process when their results are asked for (used by the tests).
@@ -53,15 +55,15 @@ def run_slurm(grid: Grid, out: Path, cluster: str | None = None) -> list:
         raise UserError(
             "the slurm executor needs submitit: pip install 'lingcollapse[slurm]'"
         ) from None
-    data = stages.prepare_data(grid, out)  # once, here, before the jobs need it
+    stages.prepare_data(grid, out)  # once, here, before the jobs need it
     executor = submitit.AutoExecutor(folder=out / "slurm" / "%j", cluster=cluster)
     base = _resources(grid)
     jobs = []
-    for cell in grid.cells:
-        executor.update_parameters(
-            **base, name=f"lc-{cell.name}", timeout_min=int(60 * cell_hours(grid, cell))
-        )
-        jobs.append(executor.submit(stages.run_cell, grid, cell, out, data))
+    for run, models in grid.jobs():
+        name = run.name if run else models[0].name
+        minutes = int(60 * job_hours(grid, run, models))
+        executor.update_parameters(**base, name=f"lc-{name}", timeout_min=minutes)
+        jobs.append(executor.submit(stages.run_job, grid, run, models, out))
     ids = [job.job_id for job in jobs]
     executor.update_parameters(
         **{**base, "gpus_per_node": 0},
@@ -70,7 +72,7 @@ def run_slurm(grid: Grid, out: Path, cluster: str | None = None) -> list:
         slurm_additional_parameters={"dependency": "afterok:" + ":".join(ids)},
     )
     final = executor.submit(stages.analyze, grid, out)
-    log.info("sweep: submitted %d cell jobs and analyze job %s", len(ids), final.job_id)
+    log.info("sweep: submitted %d jobs and analyze job %s", len(ids), final.job_id)
     return [*jobs, final]
 
 

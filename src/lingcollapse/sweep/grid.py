@@ -1,19 +1,28 @@
-"""Grid files: which models a sweep trains or loads, and how every stage runs them.
+"""Grid files: which runs a sweep trains, which models it measures, and how.
 
 A grid is a TOML file (see ``configs/paper.toml``, ``configs/pythia.toml`` and the demo's
 ``sweep/demo.toml``)::
 
-    [data]        # options of `lingcollapse data prepare` (corpus, tokens, seq_len, …)
-    [train]       # widths × depths × epochs × weight_decays × seeds, plus options
-    [[train.extra]]   # more groups of the same keys (e.g. the 21 seed models of §3.8)
-    [[models]]    # Hugging Face models measured as they are: id, revisions
-    [collect]     # options of `lingcollapse collect` (batch_size, layers, dtype, …)
-    [measure]     # options of `lingcollapse measure` (preset, min_count, cdnv_power)
-    [analyze]     # options of `lingcollapse analyze` (target, permutations, seed)
-    [executor]    # kind = "local" | "slurm", and [executor.slurm] resources
+    [data]            # options of `data prepare` (corpus, tokens, seq_len, …)
+    [train]           # a group: widths × depths × epochs × weight_decays × seeds,
+                      #   measured after measure_epochs (default: the last), and options
+    [[train.extra]]   # more groups; a key a group leaves out is taken from [train]
+    [[models]]        # Hugging Face models measured as they are: id, revisions, name
+    [collect]         # options of `collect` (batch_size, layers, dtype, …)
+    [measure]         # options of `measure` (preset, min_count, cdnv_power, …)
+    [analyze]         # options of `analyze` (target, permutations, seed)
+    [executor]        # kind = "local" | "slurm", and [executor.slurm] resources
+
+A group trains every run of its product and measures each after the epochs of
+``measure_epochs`` (counted from 1): the paper's 10-epoch runs are measured after epochs
+6 and 10 (``measure_epochs = [6, 10]``), so one run gives two models. Every model is
+named by its authors'-style id (:mod:`lingcollapse.models.ids`), the ``model`` column of
+the results. A run in two groups, or an epoch past a run's training, is an error.
 
 Every key is checked: an unknown key or an impossible value is a :class:`UserError` that
-names it (with a "did you mean …?" where one is close).
+names it (with a "did you mean …?" where one is close). The options of each stage are
+the fields of that stage's config (``PrepareConfig``, ``TrainConfig``, ``CollectConfig``,
+``MeasureConfig``, ``AnalyzeConfig``), less those the sweep sets itself.
 """
 
 from __future__ import annotations
@@ -22,35 +31,22 @@ import difflib
 import itertools
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from lingcollapse.analysis.job import AnalyzeConfig
+from lingcollapse.collect.run import CollectConfig
+from lingcollapse.data.prepare import PrepareConfig
 from lingcollapse.errors import UserError
-from lingcollapse.models.ids import run_name
+from lingcollapse.metrics.job import MeasureConfig
+from lingcollapse.models import ids, registry
+from lingcollapse.train.config import TrainConfig
 
 SECTIONS = {"data", "train", "models", "collect", "measure", "analyze", "executor", "name"}
-GRID_KEYS = {"widths", "depths", "epochs", "weight_decays", "seeds"}
-TRAIN_KEYS = GRID_KEYS | {"extra", "options"}
+GROUP_KEYS = {"widths", "depths", "epochs", "weight_decays", "seeds", "measure_epochs"}
+TRAIN_KEYS = GROUP_KEYS | {"extra", "options"}
 MODEL_KEYS = {"id", "revisions", "name"}
-DATA_KEYS = {
-    "corpus",
-    "tokenizer",
-    "vocab_size",
-    "seq_len",
-    "packing",
-    "num_proc",
-    "tokens",
-    "seed",
-    "validation_fraction",
-    "text_column",
-    "dataset_dir",
-}
-COLLECT_KEYS = {
-    "batch_size", "checkpoint_every", "layers", "dtype", "covariance", "min_count", "device",
-}  # fmt: skip
-MEASURE_KEYS = {"preset", "min_count", "cdnv_power"}
-ANALYZE_KEYS = {"target", "permutations", "seed"}
 EXECUTOR_KEYS = {"kind", "slurm"}
 SLURM_KEYS = {
     "partition",
@@ -66,38 +62,74 @@ SLURM_KEYS = {
 }
 
 
-@dataclass(frozen=True)
-class Cell:
-    """One model of the sweep: trained from the grid, or loaded from the hub."""
+def _options(cls, sweep_sets: set[str]) -> set[str]:
+    """A stage's grid keys: its config's fields, less what the sweep sets per model."""
+    return {f.name for f in fields(cls)} - sweep_sets
 
-    name: str  # run dir name, in the paper's convention for trained models
-    width: int | None = None
-    depth: int | None = None
-    epochs: int | None = None
-    weight_decay: float | None = None
-    seed: int | None = None
+
+DATA_KEYS = _options(PrepareConfig, {"out", "overwrite"})
+TRAIN_OPTIONS = _options(
+    TrainConfig, {"data", "out", "width", "depth", "epochs", "weight_decay", "seed", "save_epochs"}
+)
+COLLECT_KEYS = _options(CollectConfig, {"model", "data", "split", "out", "revision", "train_stats"})
+MEASURE_KEYS = _options(MeasureConfig, {"train_stats", "validation", "classifier", "ood", "out"})
+ANALYZE_KEYS = _options(AnalyzeConfig, {"inputs", "published", "out", "figures"})
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of the grid."""
+
+    name: str  # the run dir, e.g. TinyStories-02x0768_10L
+    width: int
+    depth: int
+    epochs: int
+    weight_decay: float
+    seed: int
+    measure_epochs: tuple[int, ...]  # the models it gives, after these epochs (from 1)
+    family: str = "gpt-neo"
+
+    @property
+    def save_epochs(self) -> list[int]:
+        """The epochs kept as ``epoch-E/`` dirs; the last is the run's own ``model/``."""
+        return [e for e in self.measure_epochs if e != self.epochs]
+
+    def model_id(self, epoch: int) -> str:
+        """The authors'-style id of this run's model after ``epoch``."""
+        args = (self.depth, self.width, self.epochs, self.weight_decay, self.seed, epoch)
+        return ids.model_id(*args, family=self.family)
+
+
+@dataclass(frozen=True)
+class Model:
+    """One measured model: a run after an epoch, or a Hugging Face model as it is."""
+
+    name: str  # the results' `model`: the authors'-style id, or the hub model's name
+    run: Run | None = None
+    epoch: int | None = None  # from 1
     hub_id: str | None = None
     revision: str | None = None
 
     @property
     def trained(self) -> bool:
-        return self.hub_id is None
+        return self.run is not None
+
+    def path(self, out: Path) -> Path:
+        """Where its stats, metrics.json and classes.parquet go (and its weights, for a
+        trained model): ``runs/RUN`` (the last epoch), ``runs/RUN/epoch-E``, ``runs/NAME``."""
+        if self.run is None:
+            return out / "runs" / self.name
+        run = out / "runs" / self.run.name
+        return run if self.epoch == self.run.epochs else run / f"epoch-{self.epoch}"
+
+    def source(self, out: Path) -> str:
+        """The MODEL that ``collect`` loads."""
+        return self.hub_id if self.run is None else str(self.path(out))
 
     def identity(self) -> dict:
-        return {
-            k: v
-            for k, v in {
-                "model": self.name,
-                "width": self.width,
-                "depth": self.depth,
-                "epochs": self.epochs,
-                "weight_decay": self.weight_decay,
-                "seed": self.seed,
-                "hub_id": self.hub_id,
-                "revision": self.revision,
-            }.items()
-            if v is not None
-        }
+        """What a hub model's run dir records (trained models carry their own)."""
+        found = {"model": self.name, "hub_id": self.hub_id, "revision": self.revision}
+        return {k: v for k, v in found.items() if v is not None}
 
 
 @dataclass
@@ -107,13 +139,19 @@ class Grid:
     name: str
     data: dict
     train_options: dict
-    cells: list[Cell]
+    runs: list[Run]
+    models: list[Model]
     collect: dict
     measure: dict
     analyze: dict
     executor: str = "local"
     slurm: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)  # the raw TOML, recorded with the sweep
+
+    def jobs(self) -> list[tuple[Run | None, list[Model]]]:
+        """The units of work: each run with the models it gives, then each hub model."""
+        by_run = [(run, [m for m in self.models if m.run is run]) for run in self.runs]
+        return by_run + [(None, [m]) for m in self.models if m.run is None]
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -132,13 +170,18 @@ def parse_grid(raw: dict, where: str = "grid") -> Grid:
     _known(raw, SECTIONS, where)
     data = _section(raw, "data", DATA_KEYS, where)
     train = _section(raw, "train", TRAIN_KEYS, where)
-    cells = _trained_cells(train, where) + _hub_cells(raw.get("models", []), where)
-    if not cells:
+    options = train.get("options", {})
+    _known(options, TRAIN_OPTIONS, f"{where}: [train] options")
+    corpus = ids.corpus_label(str(data.get("corpus", PrepareConfig.corpus)))
+    family = registry.resolve_name(str(options.get("family", "gpt-neo")))
+    runs, models = _trained(train, corpus, family, where)
+    models += _hub_models(raw.get("models", []), where)
+    if not models:
         raise UserError(
             f"{where}: the grid has no models: give [train] widths/depths/… "
             "or [[models]] with an id"
         )
-    names = [c.name for c in cells]
+    names = [m.name for m in models]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise UserError(f"{where}: the grid lists the model(s) {', '.join(dupes)} twice")
@@ -151,8 +194,9 @@ def parse_grid(raw: dict, where: str = "grid") -> Grid:
     return Grid(
         name=str(raw.get("name", Path(where).stem)),
         data=data,
-        train_options=dict(train.get("options", {})),
-        cells=cells,
+        train_options=dict(options),
+        runs=runs,
+        models=models,
         collect=_section(raw, "collect", COLLECT_KEYS, where),
         measure=_section(raw, "measure", MEASURE_KEYS, where),
         analyze=_section(raw, "analyze", ANALYZE_KEYS, where),
@@ -180,18 +224,28 @@ def _section(raw: dict, name: str, allowed: set[str], where: str) -> dict:
     return dict(table)
 
 
-def _trained_cells(train: dict, where: str) -> list[Cell]:
-    groups = [{k: v for k, v in train.items() if k in GRID_KEYS}]
-    for i, extra in enumerate(train.get("extra", [])):
-        _known(extra, GRID_KEYS, f"{where}: [[train.extra]] #{i + 1}")
-        groups.append(extra)
-    cells = []
-    for i, group in enumerate(groups):
-        if not group:
-            continue
-        label = f"{where}: [train]" if i == 0 else f"{where}: [[train.extra]] #{i}"
-        cells += _cells_of(group, label)
-    return cells
+def _trained(train: dict, corpus: str, family: str, where: str) -> tuple[list[Run], list[Model]]:
+    """Every group's runs and models; ``[[train.extra]]`` groups inherit [train]'s keys."""
+    base = {k: v for k, v in train.items() if k in GROUP_KEYS}
+    extras = train.get("extra", [])
+    if not isinstance(extras, list):
+        raise UserError(f"{where}: [[train.extra]] must be an array of tables")
+    groups = [(f"{where}: [train]", base)] if base else []
+    for i, extra in enumerate(extras):
+        label = f"{where}: [[train.extra]] #{i + 1}"
+        _known(extra, GROUP_KEYS, label)
+        groups.append((label, {**base, **extra}))
+    runs: dict[str, tuple[Run, str]] = {}
+    models: list[Model] = []
+    for label, group in groups:
+        for run in _runs_of(group, label, corpus, family):
+            if run.name in runs:
+                first = runs[run.name][1]
+                who = f"{label} lists" if first == label else f"{first} and {label} both list"
+                raise UserError(f"{who} the run {run.name} twice: give each run once")
+            runs[run.name] = (run, label)
+            models += [Model(run.model_id(epoch), run, epoch) for epoch in run.measure_epochs]
+    return [run for run, _ in runs.values()], models
 
 
 def _values(group: dict, key: str, kind: type, label: str, default=None) -> list:
@@ -211,22 +265,40 @@ def _values(group: dict, key: str, kind: type, label: str, default=None) -> list
     return values
 
 
-def _cells_of(group: dict, label: str) -> list[Cell]:
+def _runs_of(group: dict, label: str, corpus: str, family: str) -> list[Run]:
     widths = _values(group, "widths", int, label)
     depths = _values(group, "depths", int, label)
     epochs = _values(group, "epochs", int, label, default=[1])
     decays = _values(group, "weight_decays", float, label, default=[0.0005])
-    seeds = _values(group, "seeds", int, label, default=[0])
+    seeds = _values(group, "seeds", int, label, default=[ids.DEFAULT_SEED])
+    measured = group.get("measure_epochs")
+    if measured is not None:
+        measured = sorted(set(_values(group, "measure_epochs", int, label)))
+        past = [e for e in measured if e > min(epochs)]
+        if past:
+            raise UserError(
+                f"{label}: measure_epochs {past} is past the {min(epochs)} epoch(s) its runs "
+                "train; measure within each run's epochs"
+            )
     return [
-        Cell(run_name(d, w, e, wd, s), w, d, e, float(wd), s)
+        Run(
+            ids.run_name(d, w, e, float(wd), s, family=family, corpus=corpus),
+            w,
+            d,
+            e,
+            float(wd),
+            s,
+            tuple(measured or [e]),
+            family,
+        )
         for w, d, e, wd, s in itertools.product(widths, depths, epochs, decays, seeds)
     ]
 
 
-def _hub_cells(models: list, where: str) -> list[Cell]:
+def _hub_models(models: list, where: str) -> list[Model]:
     if not isinstance(models, list):
         raise UserError(f"{where}: [[models]] must be an array of tables")
-    cells = []
+    found = []
     for i, entry in enumerate(models):
         label = f"{where}: [[models]] #{i + 1}"
         _known(entry, MODEL_KEYS, label)
@@ -238,8 +310,8 @@ def _hub_cells(models: list, where: str) -> list[Cell]:
         base = entry.get("name") or entry["id"].split("/")[-1]
         for rev in revisions:
             suffix = f"@{rev}" if rev else ""
-            cells.append(Cell(_safe(base + suffix), hub_id=entry["id"], revision=rev))
-    return cells
+            found.append(Model(_safe(base + suffix), hub_id=entry["id"], revision=rev))
+    return found
 
 
 def _safe(name: str) -> str:

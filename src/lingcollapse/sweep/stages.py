@@ -1,139 +1,185 @@
-"""The stages of a sweep cell, each through the command line's own contract.
+"""The stages of a sweep, as data: each builds its stage's typed config and calls the
+library function the command line calls (never the command line itself).
 
-Every stage is the same call a user would type (``data prepare``, ``train``,
-``collect``, ``measure``, ``analyze``, ``report``), run in-process. Each is idempotent:
-it is skipped when its artifact is complete and resumed or redone when it is not, so a
-killed sweep continues where it stopped by running the same command again.
+``data prepare`` → :func:`~lingcollapse.data.prepare.prepare`, ``train`` →
+:func:`~lingcollapse.train.loop.train`, ``collect`` → :func:`~lingcollapse.collect.run.collect`,
+``measure`` → :func:`~lingcollapse.metrics.job.measure_files`, ``analyze`` →
+:func:`~lingcollapse.analysis.job.analyze`, ``report`` →
+:func:`~lingcollapse.analysis.report.write_report`. Every stage is idempotent: skipped
+when its artifact is complete, resumed or redone when it is not, so a killed sweep
+continues where it stopped when the same command runs again. :func:`check` builds every
+config of every model before any work, so a bad option is one error now, not hours in.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import fields
 from pathlib import Path
 
 from lingcollapse import faults
+from lingcollapse.analysis.job import AnalyzeConfig
+from lingcollapse.collect.run import CollectConfig
+from lingcollapse.data.prepare import PrepareConfig
 from lingcollapse.errors import UserError
 from lingcollapse.io import read_json, write_json
-from lingcollapse.sweep.grid import Cell, Grid
+from lingcollapse.metrics.job import MeasureConfig
+from lingcollapse.sweep.grid import Grid, Model, Run
+from lingcollapse.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-
-def command(argv: list[str]) -> None:
-    """Run one ``lingcollapse`` command in-process; bad input propagates as UserError."""
-    from lingcollapse.cli import build_parser
-
-    args = build_parser().parse_args([str(a) for a in argv])
-    code = args.func(args)
-    if code:
-        raise UserError(f"`lingcollapse {' '.join(map(str, argv[:2]))}` exited with {code}")
-    faults.point(f"stage:{argv[0]}")
+_TYPES = (("bool", bool), ("int", int), ("float", int | float), ("str", str), ("Path", str))
 
 
-def options(table: dict) -> list[str]:
-    """``{"batch_size": 8, "covariance": True}`` → ``--batch-size 8 --covariance``."""
-    argv: list[str] = []
-    for key, value in table.items():
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            argv.append(flag)
-        elif value is not False and value is not None:  # 0 == False, yet 0 is a value
-            argv += [flag, str(value)]
-    return argv
+def _config(cls, section: str, options: dict, **fixed):
+    """``cls(**fixed, **options)`` with each grid option's type checked first (TOML
+    gives typed values; a string where a number belongs is named, not a traceback)."""
+    hints = {f.name: str(f.type) for f in fields(cls)}
+    for key, value in options.items():
+        hint = hints[key]
+        if value is None and "None" in hint:
+            continue
+        kinds = [t for name, t in _TYPES if re.search(rf"\b{name}\b", hint)]
+        kinds += [list] if "list" in hint else []
+        wrong_bool = isinstance(value, bool) and "bool" not in hint
+        if wrong_bool or not any(isinstance(value, k) for k in kinds):
+            raise UserError(f"the grid's [{section}] {key} = {value!r} is not a {hint}")
+    try:
+        return cls(**fixed, **options)
+    except UserError as err:
+        raise UserError(f"the grid's [{section}] options: {err}") from None
+
+
+def data_config(grid: Grid, out: Path) -> PrepareConfig:
+    return _config(PrepareConfig, "data", grid.data, out=out / "data")
+
+
+def train_config(grid: Grid, run: Run, out: Path) -> TrainConfig:
+    return _config(
+        TrainConfig,
+        "train",
+        grid.train_options,
+        data=str(out / "data"),
+        out=str(out / "runs" / run.name),
+        width=run.width,
+        depth=run.depth,
+        epochs=run.epochs,
+        weight_decay=run.weight_decay,
+        seed=run.seed,
+        save_epochs=run.save_epochs,
+    )
+
+
+def collect_configs(grid: Grid, model: Model, out: Path) -> list[CollectConfig]:
+    """The train pass, then the validation pass against its stats."""
+    stats = model.path(out) / "stats"
+    common = {"model": model.source(out), "data": str(out / "data"), "revision": model.revision}
+    passes = [
+        {"split": "train", "out": str(stats / "train.safetensors")},
+        {
+            "split": "validation",
+            "out": str(stats / "validation.safetensors"),
+            "train_stats": str(stats / "train.safetensors"),
+        },
+    ]
+    nc4 = dict(grid.collect)  # min_count chooses NC4's classes: the validation pass's alone
+    train = {k: v for k, v in nc4.items() if k != "min_count"}
+    return [
+        _config(CollectConfig, "collect", train if p["split"] == "train" else nc4, **common, **p)
+        for p in passes
+    ]
+
+
+def measure_config(grid: Grid, model: Model, out: Path) -> MeasureConfig:
+    return _config(
+        MeasureConfig,
+        "measure",
+        grid.measure,
+        train_stats=model.path(out) / "stats" / "train.safetensors",
+        out=model.path(out),
+        classifier=model.hub_id,  # a trained model's own is found beside its stats
+    )
+
+
+def analyze_config(grid: Grid, inputs: list[Path], out: Path) -> AnalyzeConfig:
+    return _config(AnalyzeConfig, "analyze", grid.analyze, inputs=inputs, out=out, figures=True)
 
 
 def check(grid: Grid, out: Path) -> None:
-    """Parse and validate every command line the sweep will run, before any work: a bad
-    value in any section is one error now, not a failure hours into the sweep (when a
-    corrected grid would no longer match the runs already made)."""
-    from lingcollapse.cli import build_parser
-
-    parser = build_parser()
-    data = out / "data"
-    argvs = [_data_argv(grid, data)]
-    for cell in grid.cells:
-        run = out / "runs" / cell.name
-        model = run if cell.trained else cell.hub_id
-        argvs += [_train_argv(grid, cell, run, data)] if cell.trained else []
-        argvs += [*_collect_argvs(grid, cell, run, data, model), _measure_argv(grid, cell, run)]
-    argvs.append(_analyze_argv(grid, [out / "runs"], out))
-    for argv in argvs:
-        try:
-            _validate(parser.parse_args([str(a) for a in argv]))
-        except UserError as err:
-            raise UserError(f"the grid's [{argv[0]}] options: {err}") from None
-
-
-def _validate(args) -> None:
-    """Build a command's config without running it: each config checks its own values."""
-    from dataclasses import fields
-
-    from lingcollapse.analysis.correlation import check_permutations
-    from lingcollapse.collect.run import CollectConfig
-    from lingcollapse.data.prepare import PrepareConfig
-    from lingcollapse.metrics import conventions
-    from lingcollapse.train.loop import TrainConfig
-
-    configs = {"data": PrepareConfig, "train": TrainConfig, "collect": CollectConfig}
-    if args.command in configs:
-        cls = configs[args.command]
-        cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
-    elif args.command == "measure":
-        conventions.resolve(args.preset, min_count=args.min_count, cdnv_power=args.cdnv_power)
-    elif args.command == "analyze":
-        check_permutations(args.permutations)
+    """Build every config the sweep will use, without running any (each checks its own
+    values): a bad option anywhere is one error before any work."""
+    data_config(grid, out)
+    for run, models in grid.jobs():
+        if run is not None:
+            train_config(grid, run, out)
+        for model in models:
+            collect_configs(grid, model, out)
+            measure_config(grid, model, out)
+    analyze_config(grid, [], out)
 
 
 def prepare_data(grid: Grid, out: Path) -> Path:
     """The sweep's shared data dir (``OUT/data``), made once."""
+    from lingcollapse.data.prepare import prepare
+
     data = out / "data"
-    if (data / "meta.json").is_file():
-        return data
-    log.info("sweep: preparing data in %s", data)
-    command(_data_argv(grid, data))
+    if not (data / "meta.json").is_file():
+        log.info("sweep: preparing data in %s", data)
+        prepare(data_config(grid, out))
+        faults.point("stage:data")
     return data
 
 
-def _data_argv(grid: Grid, data: Path) -> list:
-    return ["data", "prepare", "--out", data, *options(grid.data)]
+def run_job(grid: Grid, run: Run | None, models: list[Model], out: Path) -> None:
+    """Train a run (if any), then collect and measure each of its models."""
+    if run is not None:
+        train_run(grid, run, out)
+    for model in models:
+        measure_model(grid, model, out)
 
 
-def run_cell(grid: Grid, cell: Cell, out: Path, data: Path) -> Path:
-    """Train (or fetch), collect train and validation stats, and measure one cell."""
-    run = out / "runs" / cell.name
-    model = train_cell(grid, cell, run, data) if cell.trained else cell.hub_id
-    stats = run / "stats"
-    for argv in _collect_argvs(grid, cell, run, data, model):
-        _quietly(command, argv)
-    if not cell.trained:
-        write_json(run / "config.json", cell.identity())
+def train_run(grid: Grid, run: Run, out: Path) -> Path:
+    """Train one run, keeping the epochs its models are measured after; it resumes from
+    its own checkpoints, and a finished run is skipped."""
+    from lingcollapse.train.loop import train
+
+    path = out / "runs" / run.name
+    if not _trained(path, run):
+        log.info("sweep: training %s", run.name)
+        train(train_config(grid, run, out))
+        faults.point("stage:train")
+    return path
+
+
+def _trained(path: Path, run: Run) -> bool:
+    """A finished run has its model, its epoch models and its final evaluation."""
+    dirs = [path / "model", *(path / f"epoch-{e}" for e in run.save_epochs)]
+    return (path / "eval.json").is_file() and all((d / "config.json").is_file() for d in dirs)
+
+
+def measure_model(grid: Grid, model: Model, out: Path) -> Path:
+    """Collect the train and validation stats of one model, then measure it."""
+    from lingcollapse.collect.run import collect
+    from lingcollapse.metrics.job import measure_files
+
+    path = model.path(out)
+    for cfg in collect_configs(grid, model, out):
+        collect(cfg)  # a finished pass returns at once
+        faults.point("stage:collect")
+    if not model.trained:
+        write_json(path / "config.json", model.identity())
+    stats = path / "stats"
     if _fresh(
-        run / "metrics.json", [stats / "train.safetensors", stats / "validation.safetensors"]
+        path / "metrics.json", [stats / "train.safetensors", stats / "validation.safetensors"]
     ):
-        return run
-    _quietly(command, _measure_argv(grid, cell, run))
-    return run
-
-
-def _collect_argvs(grid: Grid, cell: Cell, run: Path, data: Path, model) -> list[list]:
-    """The train pass, then the validation pass against its stats."""
-    stats = run / "stats"
-    common = ["--data", data, *options({k: v for k, v in grid.collect.items() if k != "min_count"})]
-    if cell.revision:
-        common += ["--revision", cell.revision]
-    val = ["--split", "validation", "--train-stats", stats / "train.safetensors"]
-    if "min_count" in grid.collect:
-        val += ["--min-count", str(grid.collect["min_count"])]
-    return [
-        ["collect", model, "--out", stats / "train.safetensors", *common],
-        ["collect", model, "--out", stats / "validation.safetensors", *common, *val],
-    ]
-
-
-def _measure_argv(grid: Grid, cell: Cell, run: Path) -> list:
-    argv = ["measure", run / "stats" / "train.safetensors", "--out", run, "--json"]
-    argv += options(grid.measure)
-    return argv if cell.trained else [*argv, "--classifier", cell.hub_id]
+        return path
+    outcome = measure_files(measure_config(grid, model, out))
+    for warning in outcome.warnings:
+        log.warning("warning: %s: %s", model.name, warning)
+    faults.point("stage:measure")
+    return path
 
 
 def _fresh(artifact: Path, inputs: list[Path]) -> bool:
@@ -143,49 +189,19 @@ def _fresh(artifact: Path, inputs: list[Path]) -> bool:
     )
 
 
-def train_cell(grid: Grid, cell: Cell, run: Path, data: Path) -> Path:
-    """``lingcollapse train`` for one grid cell; it resumes from its own checkpoints."""
-    if not _trained(run):
-        log.info("sweep: training %s", cell.name)
-        _quietly(command, _train_argv(grid, cell, run, data))
-    return run
-
-
-def _train_argv(grid: Grid, cell: Cell, run: Path, data: Path) -> list:
-    return [
-        "train",
-        *["--data", data, "--out", run, "--width", cell.width, "--depth", cell.depth],
-        *["--epochs", cell.epochs, "--weight-decay", cell.weight_decay, "--seed", cell.seed],
-        *options(grid.train_options),
-    ]
-
-
-def _trained(run: Path) -> bool:
-    """A finished run has its model and its final evaluation."""
-    return (run / "model" / "config.json").is_file() and (run / "eval.json").is_file()
-
-
-def _quietly(fn, *args) -> None:
-    """Keep a stage's own stdout (measure's JSON) out of the sweep's output."""
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        fn(*args)
-
-
 def analyze(grid: Grid, out: Path) -> None:
-    """Results table, correlations, figures and the report over every measured cell."""
-    runs = sorted(p for p in (out / "runs").glob("*") if (p / "metrics.json").is_file())
-    if len(runs) < 3:
-        log.warning("sweep: %d measured run(s); correlations need at least 3", len(runs))
+    """Results table, correlations, figures and the report over the grid's measured
+    models (only those: a dir holding other runs does not mix them in)."""
+    from lingcollapse.analysis.job import analyze as correlate
+    from lingcollapse.analysis.report import write_report
+
+    measured = [m.path(out) for m in grid.models if (m.path(out) / "metrics.json").is_file()]
+    if len(measured) < 3:
+        log.warning("sweep: %d measured model(s); correlations need at least 3", len(measured))
         return
-    _quietly(command, _analyze_argv(grid, runs, out))
-    command(["report", out])
-
-
-def _analyze_argv(grid: Grid, runs: list[Path], out: Path) -> list:
-    return ["analyze", *runs, "--out", out, "--figures", "--json", *options(grid.analyze)]
+    correlate(analyze_config(grid, measured, out))
+    faults.point("stage:analyze")
+    write_report(out)
 
 
 def record(grid: Grid, out: Path) -> None:
