@@ -69,7 +69,7 @@ def test_the_models_after_the_asked_epochs_are_kept(run):
     assert json.loads((run / "eval.json").read_text())["val_loss"] == evals[3]["val_loss"]
 
 
-def test_an_epoch_model_is_collected_and_measured_like_any_model(run, data):
+def test_an_epoch_model_is_collected_and_measured_like_any_model(run, data, capsys):
     model = run / "epoch-1"
     stats = model / "stats"
     base = ["collect", str(model), "--data", str(data), "--device", "cpu"]
@@ -85,6 +85,9 @@ def test_an_epoch_model_is_collected_and_measured_like_any_model(run, data):
     saved = json.loads((model / "eval.json").read_text())
     assert metrics["val_loss"] == pytest.approx(saved["val_loss"], rel=1e-5)
     assert metrics["val_acc"] == pytest.approx(saved["val_acc"], abs=1e-9)
+    capsys.readouterr()
+    assert main(["inspect", str(model), "--top", "3"]) == 0  # Tables 4–5 read it too
+    assert f"top 3 by count in {model}" in capsys.readouterr().out
 
 
 def test_a_damaged_epoch_model_is_named_and_never_loaded(run, data, tmp_path, capsys):
