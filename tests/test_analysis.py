@@ -353,3 +353,11 @@ def test_analyze_config_of_inputs_not_yet_made(tmp_path):
     assert cfg.inputs == [tmp_path / "runs"] and cfg.out == tmp_path / "o"
     assert (cfg.target, cfg.permutations, cfg.seed, cfg.published) == ("val_loss", 10_000, 0, [])
     assert list(tmp_path.iterdir()) == []  # checked, nothing read or made
+
+
+def test_a_table_without_metric_columns_is_one_error(tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    table.write_text("model,val_loss,width\na,1.0,8\nb,2.0,16\nc,3.0,32\n")
+    assert main(["analyze", str(table)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no metric column" in err[0]

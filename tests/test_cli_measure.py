@@ -254,3 +254,37 @@ def test_measure_config_of_files_not_yet_made(tmp_path):
     assert isinstance(cfg.validation, Path) and isinstance(cfg.out, Path)
     assert cfg.convention().centre == "weighted" and cfg.convention().min_count == 2
     assert list(tmp_path.iterdir()) == []  # checked, nothing made
+
+
+def _strict(text: str):
+    """Parse as strict JSON: NaN, Infinity and -Infinity are not JSON."""
+
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_outputs_are_strict_json_with_null_for_nan(files, tmp_path, capsys, monkeypatch):
+    """metrics.json and `measure --json` write NaN and ±Inf as null (a strict parser
+    refuses bare NaN, which Python's json writes by default)."""
+    from lingcollapse.cli import measure as cli_measure
+    from lingcollapse.io import to_json, write_json
+
+    value = {"a": float("nan"), "b": [float("inf"), -float("inf"), 1.5], "c": {"d": float("nan")}}
+    assert _strict(to_json(value)) == {"a": None, "b": [None, None, 1.5], "c": {"d": None}}
+    write_json(tmp_path / "x.json", value, checksum=True)
+    assert _strict((tmp_path / "x.json").read_text())["a"] is None
+    real = cli_measure.measure_files
+
+    def with_nan(cfg):  # a metric that comes out undefined, as it can (e.g. a CoV of 0/0)
+        done = real(cfg)
+        done.metrics["unc3_duality_cov"] = float("nan")
+        return done
+
+    monkeypatch.setattr(cli_measure, "measure_files", with_nan)
+    capsys.readouterr()
+    assert main(measure_args(files, "--json")) == 0
+    printed = _strict(capsys.readouterr().out)
+    assert printed["unc3_duality_cov"] is None and printed["nc1_cdnv"] > 0
+    _strict((files["out"] / "metrics.json").read_text())

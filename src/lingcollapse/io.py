@@ -16,6 +16,7 @@ import fcntl
 import glob
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -131,13 +132,31 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def strict(obj: Any) -> Any:
+    """``obj`` with every NaN and ±Inf float replaced by None, at any depth: JSON has no
+    such numbers (``NaN`` in a file is Python's extension, which strict parsers refuse)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict(v) for v in obj]
+    return obj
+
+
+def to_json(obj: Any, **kwargs) -> str:
+    """Strict JSON text of ``obj`` (NaN and ±Inf as null), for files and stdout alike."""
+    return json.dumps(strict(obj), allow_nan=False, **kwargs)
+
+
 def write_json(path: str | os.PathLike, obj: Any, checksum: bool = False) -> None:
-    """Write ``obj`` atomically; with ``checksum``, a dict gains a last key ``content_sha256``
-    over its other keys (see :func:`read_json`)."""
+    """Write ``obj`` atomically as strict JSON; with ``checksum``, a dict gains a last key
+    ``content_sha256`` over its other keys (see :func:`read_json`)."""
+    obj = strict(obj)
     if checksum:
         body = {k: v for k, v in obj.items() if k != CHECKSUM}
         obj = {**body, CHECKSUM: _json_sha256(body)}
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+    write_text(path, to_json(obj, indent=2) + "\n")
 
 
 def read_json(path: str | os.PathLike, remedy: str) -> Any:

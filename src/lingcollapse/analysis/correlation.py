@@ -133,6 +133,12 @@ def correlate(
             f"need at least 3 models with a {target} value to correlate, found {int(has_y.sum())}"
         )
     columns = metric_columns(table, target)
+    if not columns:
+        raise UserError(
+            f"the table has no metric column to correlate with {target} (columns: "
+            f"{', '.join(map(str, table.columns))}); give tables or runs with the names of "
+            "DESIGN §3 (nc1_cdnv, nc4_agreement, …), e.g. made by `lingcollapse measure`"
+        )
     values = {c: numeric_column(table, c) for c in columns}
     out = Correlations(target, int(has_y.sum()), permutations, seed, {})
     undefined: dict[str, list[str]] = {}

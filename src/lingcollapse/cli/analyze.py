@@ -7,10 +7,11 @@ module only says its notes and prints the correlations.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from dataclasses import fields
 from pathlib import Path
+
+from lingcollapse.io import to_json
 
 log = logging.getLogger(__name__)
 
@@ -71,5 +72,5 @@ def run(args: argparse.Namespace) -> int:
     corr = analyze(cfg)
     for note in corr.notes:
         log.info("note: %s", note)
-    print(json.dumps(corr.as_json(), indent=2) if args.json else correlation_table(corr))
+    print(to_json(corr.as_json(), indent=2) if args.json else correlation_table(corr))
     return 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from lingcollapse.io import to_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -111,7 +112,7 @@ def prepare(args: argparse.Namespace) -> int:
     )
     done = run(cfg)
     if args.json:
-        print(json.dumps({"meta": done.meta, "timings_s": done.timings}, indent=2))
+        print(to_json({"meta": done.meta, "timings_s": done.timings}, indent=2))
         return 0
     meta, times = done.meta, done.timings
     for split, info in meta["splits"].items():

@@ -7,11 +7,11 @@ module only says its notes and prints the metrics.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from dataclasses import fields
 from pathlib import Path
 
+from lingcollapse.io import to_json
 from lingcollapse.metrics import conventions
 from lingcollapse.metrics.job import MeasureConfig, measure_files
 from lingcollapse.metrics.report import metrics_table
@@ -72,5 +72,5 @@ def run(args: argparse.Namespace) -> int:
         log.info("%s", note)
     for warning in done.warnings:
         log.warning("warning: %s", warning)
-    print(json.dumps(done.metrics, indent=2) if args.json else metrics_table(done.metrics))
+    print(to_json(done.metrics, indent=2) if args.json else metrics_table(done.metrics))
     return 0

@@ -57,12 +57,11 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def _plan(grid, out: Path, as_json: bool) -> int:
-    import json
-
+    from lingcollapse.io import to_json
     from lingcollapse.sweep.plan import format_plan, plan
 
     found = plan(grid, out)
-    print(json.dumps(found, indent=2) if as_json else format_plan(found))
+    print(to_json(found, indent=2) if as_json else format_plan(found))
     return 0
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
+from lingcollapse.io import to_json
 from lingcollapse.models.ids import DEFAULT_SEED
 
 
@@ -94,5 +94,5 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     result = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # once under torchrun / accelerate
-        print(json.dumps(result))
+        print(to_json(result))
     return 0

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from lingcollapse import faults
 from lingcollapse.errors import UserError
-from lingcollapse.io import discard_dir, file_sha256, fsync, read_json
+from lingcollapse.io import discard_dir, file_sha256, fsync, read_json, to_json
 
 MANIFEST = "lingcollapse.json"
 FORMAT = "lingcollapse.model/1"
@@ -40,10 +40,10 @@ def write_model_dir(
     model.save_pretrained(tmp, safe_serialization=True)
     if tokenizer is not None and tokenizer.is_dir():
         shutil.copytree(tokenizer, tmp, dirs_exist_ok=True)
-    (tmp / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+    (tmp / "eval.json").write_text(to_json(evaluation, indent=2) + "\n")
     files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
     manifest = {"format": FORMAT, **identity, "sha256": files}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    (tmp / MANIFEST).write_text(to_json(manifest, indent=2) + "\n")
     for name in [*files, MANIFEST]:
         fsync(tmp / name)
     if final.exists():

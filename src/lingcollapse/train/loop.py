@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from lingcollapse.device import Dist, finish, setup
 from lingcollapse.errors import UserError
-from lingcollapse.io import exclusive, file_sha256, read_json, write_json, write_text
+from lingcollapse.io import exclusive, file_sha256, read_json, to_json, write_json, write_text
 from lingcollapse.models import ids, registry
 from lingcollapse.models.attention import use_sdpa
 from lingcollapse.models.saved import write_model_dir
@@ -427,7 +427,7 @@ def _log(run: Path, dist, record: dict) -> None:
         return
     run.mkdir(parents=True, exist_ok=True)
     with open(run / "log.jsonl", "a") as f:
-        f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+        f.write(to_json({"time": round(time.time(), 3), **record}) + "\n")
 
 
 def _resume(job: _Run, model, optimizer, schedule) -> int:
