@@ -58,6 +58,7 @@ LABELS = {
     "nc3_dot_mean": "mean ⟨w_c, μ_c − μ̄⟩",
     "nc3_dot_std": "std ⟨w_c, μ_c − μ̄⟩",
     "nc4_agreement": "NC4: classifier agreement (Eq. 10)",
+    "ncc_acc": "nearest-class-centre accuracy (Eq. 9)",
     "val_loss": "validation loss (cross-entropy)",
     "val_ppl": "validation perplexity",
     "val_acc": "validation accuracy",

@@ -602,12 +602,12 @@ def _run_style(first: pd.Series, norm, decays) -> tuple:
     return colour, style
 
 
-def _label_bottom(fig: Figure, axes) -> None:
-    """'epochs trained' under the lowest panel of each column (the last row may be short)."""
+def _label_bottom(fig: Figure, axes, text: str = "epochs trained") -> None:
+    """``text`` under the lowest panel of each column (the last row may be short)."""
     for column in axes.T:
         kept = [ax for ax in column if ax in fig.axes]  # removed spare panels are not
         if kept:
-            kept[-1].set_xlabel("epochs trained")
+            kept[-1].set_xlabel(text)
 
 
 def _training_keys(fig: Figure, axes, norm, decays) -> None:
@@ -643,13 +643,67 @@ def _metadata(ext: str) -> dict:
     return {"Software": None} if ext == "png" else {"Date": None}
 
 
+# Layer-wise: the Figure 1–3 properties and NCC accuracy; no validation loss, which is
+# the model's (an inner layer's states never meet the output layer).
+LAYERWISE = (*TRAINING, "ncc_acc")
+
+
+def figure_layers(layers: pd.DataFrame | None, metrics=None) -> Figure | None:
+    """Every property against depth: the layer index (0 = the embeddings, i = the output
+    of block i, the last point = the input of the output layer, after the final norm), a
+    line per model, coloured by model size. None without inner layers."""
+    if layers is None or "layer_index" not in layers.columns or layers.empty:
+        return None
+    data = _numeric(layers, ("layer_index", "n_params", "weight_decay"))
+    names = _present(data, metrics or LAYERWISE)
+    if not names or data.groupby("model")["layer_index"].nunique().max() < 2:
+        return None
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(3.3 * cols + 1.0, 2.8 * rows + 0.8),
+        squeeze=False,
+        layout="constrained",
+    )
+    norm = _size_norm(data)
+    for ax, name in zip(axes.flat, names, strict=False):
+        for _, part in data.groupby("model"):
+            part = part.dropna(subset=[name]).sort_values("layer_index")
+            if part.empty:
+                continue
+            colour, _ = _run_style(part.iloc[0], norm, [])
+            x, y = part["layer_index"], part[name].to_numpy(float)
+            ax.plot(x, y, "o-", ms=2.5, lw=0.9, alpha=0.8, color=colour)
+        if name in LOG_SCALE and (data[name].dropna() > 0).all():
+            ax.set_yscale("log")
+        ax.set_ylabel(_axis_label(name), fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes.flat[len(names) :]:
+        ax.remove()
+    _label_bottom(fig, axes, "layer")
+    _training_keys(fig, axes, norm, [])
+    fig.suptitle(
+        f"Layer-wise collapse, {data['model'].nunique()} model(s): layer 0 = the token "
+        "embeddings, the last = the output layer's input"
+    )
+    return fig
+
+
 def make_figures(
-    df: pd.DataFrame, out: Path, target: str = "val_loss", scaling=SCALING
+    df: pd.DataFrame,
+    out: Path,
+    target: str = "val_loss",
+    scaling=SCALING,
+    layers: pd.DataFrame | None = None,
 ) -> list[Path]:
-    """Draw every figure that the table supports into ``out`` (PNG + SVG)."""
+    """Draw every figure that the table (and the layer table) supports into ``out``
+    (PNG + SVG)."""
     out = Path(out)
     made: list[Path] = []
     plans = [
+        ("layers", lambda: figure_layers(layers)),
         ("fig1_headline", lambda: figure_headline(df, target)),
         ("fig2_nc2", lambda: figure_nc2(df, target)),
         ("fig3_nc3", lambda: figure_nc3(df, target)),

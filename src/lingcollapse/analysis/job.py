@@ -61,7 +61,7 @@ def analyze(cfg: AnalyzeConfig) -> Correlations:
 
 def _write(cfg: AnalyzeConfig, gathered: Gathered, corr: Correlations) -> None:
     """results.csv/.parquet, correlations.json, configs.json and figures/ in ``cfg.out``."""
-    write_results(gathered.table, cfg.out)
+    write_results(gathered.table, cfg.out, gathered.layers)
     write_json(cfg.out / "correlations.json", corr.as_json())
     if gathered.configs:
         write_json(cfg.out / "configs.json", gathered.configs)
@@ -69,5 +69,5 @@ def _write(cfg: AnalyzeConfig, gathered: Gathered, corr: Correlations) -> None:
         # matplotlib is slow to import: only when figures are asked for
         from lingcollapse.analysis.figures import make_figures
 
-        made = make_figures(gathered.table, cfg.out / "figures", cfg.target)
+        made = make_figures(gathered.table, cfg.out / "figures", cfg.target, layers=gathered.layers)
         gathered.notes.append(f"{len(made)} figure(s) in {cfg.out / 'figures'}")

@@ -45,7 +45,7 @@ SECTIONS = (
     ),
 )
 
-# Figures over training, each under its own heading (shown only when drawn).
+# Figures over training and depth, each under its own heading (shown only when drawn).
 TRAINING_SECTIONS = (
     (
         "fig5_epochs",
@@ -67,6 +67,16 @@ TRAINING_SECTIONS = (
         "Every property of Figures 1–3 and validation loss against epochs trained, one line "
         "per training run (models sharing a <code>run</code>) measured after at least two "
         "epochs, coloured by model size (log scale); line style tells weight decays apart.",
+    ),
+    (
+        "layers",
+        "Layer-wise collapse",
+        "Every property of Figures 1–3 and nearest-class-centre accuracy against depth, one "
+        "line per model whose inner layers were collected (<code>collect --layers</code>): "
+        "layer 0 is the token embeddings, layer i the output of block i, and the last point "
+        "the input of the output layer (after the final norm), where the paper measures. "
+        "Each layer's means and NC4 decisions are that layer's own; its validation loss is "
+        "not shown, being the model's (table: <code>layers.csv</code>).",
     ),
 )
 
@@ -140,7 +150,9 @@ def _figures(directory: Path, results: pd.DataFrame, target: str) -> list[Path]:
     if not pngs:
         from lingcollapse.analysis.figures import make_figures
 
-        make_figures(results, fig_dir, target)
+        layers = directory / "layers.csv"
+        by_layer = pd.read_csv(layers) if layers.is_file() else None
+        make_figures(results, fig_dir, target, layers=by_layer)
         pngs = sorted(fig_dir.glob("*.png"))
     return pngs
 

@@ -31,9 +31,11 @@ TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 @dataclass
 class Gathered:
-    table: pd.DataFrame
+    table: pd.DataFrame  # a row per model: its last layer (what Table 1 correlates)
     configs: dict[str, dict] = field(default_factory=dict)  # model → its config.json
     notes: list[str] = field(default_factory=list)
+    layers: pd.DataFrame | None = None  # a row per (model, layer), models with inner layers
+    layer_rows: list[dict] = field(default_factory=list, repr=False)
 
 
 def gather(paths: list[Path], published_paths: tuple[Path, ...] = ()) -> Gathered:
@@ -46,6 +48,8 @@ def gather(paths: list[Path], published_paths: tuple[Path, ...] = ()) -> Gathere
         raise UserError("no inputs: give result tables, run dirs, or --published CSV")
     table = pd.concat(frames, ignore_index=True, sort=False)
     out.table = _tidy(table, out.notes)
+    if out.layer_rows:
+        out.layers = pd.DataFrame(out.layer_rows)
     return out
 
 
@@ -84,18 +88,34 @@ def read_table(path: Path, notes: list[str]) -> pd.DataFrame:
 
 
 def _read_run(run: Path, out: Gathered) -> pd.DataFrame:
-    """One row from ``run/metrics.json``; identity missing there comes from config.json."""
-    metrics = _load_json(run / "metrics.json", "delete it and run `lingcollapse measure` again")
+    """One row from ``run/metrics.json``; identity missing there comes from config.json.
+    Inner layers' ``metrics.layerNN.json`` (DESIGN §9) go to ``out.layer_rows``."""
     config = _load_json(run / "config.json") if (run / "config.json").is_file() else {}
+    row = _metrics_row(run / "metrics.json", config, run)
+    if config:
+        out.configs[str(row["model"])] = config
+    inner = sorted(run.glob("metrics.layer*.json"))
+    if inner:
+        depth = pd.to_numeric(row.get("depth"), errors="coerce")
+        rows = [_metrics_row(p, config, run) for p in inner]
+        for r, path in zip(rows, inner, strict=True):
+            r["layer_index"] = int(path.stem.removeprefix("metrics.layer"))
+        last = max(r["layer_index"] for r in rows) + 1
+        # "last" is the output layer's input: after block L and the final norm
+        rows.append({**row, "layer": "last", "layer_index": int(depth) if depth == depth else last})
+        out.layer_rows.extend(rows)
+    return pd.DataFrame([row])
+
+
+def _metrics_row(path: Path, config: dict, run: Path) -> dict:
+    metrics = _load_json(path, "delete it and run `lingcollapse measure` again")
     row = {k: v for k, v in metrics.items() if not isinstance(v, dict | list) and k != CHECKSUM}
     flat = _flatten(config)
     for key in IDENTITY:
         if row.get(key) is None and flat.get(key) is not None:
             row[key] = flat[key]
     row.setdefault("model", run.name)
-    if config:
-        out.configs[str(row["model"])] = config
-    return pd.DataFrame([row])
+    return row
 
 
 def _load_json(path: Path, remedy: str = "fix or delete it") -> dict:
@@ -149,14 +169,18 @@ def numeric_column(table: pd.DataFrame, column: str) -> np.ndarray:
     return converted.to_numpy(dtype=float)
 
 
-def write_results(table: pd.DataFrame, out: Path) -> None:
-    """results.csv and results.parquet, each written atomically."""
+def write_results(table: pd.DataFrame, out: Path, layers: pd.DataFrame | None = None) -> None:
+    """results.csv and results.parquet (and layers.csv, a row per model and layer, where
+    inner layers were measured), each written atomically."""
     from lingcollapse.io import atomic_path
 
     with atomic_path(out / "results.csv") as tmp:
         table.to_csv(tmp, index=False)
     with atomic_path(out / "results.parquet") as tmp:
         _parquet_safe(table).to_parquet(tmp, index=False)
+    if layers is not None:
+        with atomic_path(out / "layers.csv") as tmp:
+            layers.to_csv(tmp, index=False)
 
 
 def _parquet_safe(table: pd.DataFrame) -> pd.DataFrame:

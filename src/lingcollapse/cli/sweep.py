@@ -95,8 +95,10 @@ def _run(grid, out: Path, executor: str) -> int:
             )
             return 0
         executors.run_local(grid, out)
+    report = out / "report.html"
     print(
         f"{len(grid.runs)} runs trained, {len(grid.models)} models measured in "
-        f"{time.perf_counter() - start:.0f} s; report: {out / 'report.html'}"
+        f"{time.perf_counter() - start:.0f} s; "
+        + (f"report: {report}" if report.is_file() else "too few models for a report (3)")
     )
     return 0

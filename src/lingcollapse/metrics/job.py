@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,9 @@ IDENTITY = ("model", "width", "depth", "n_params", "epochs", "weight_decay", "se
 # Beside DESIGN's identity, what a trained model dir records (models.saved): the run it
 # comes from, its schedule and the epoch it was measured after (Figure 5), its family.
 RUN_IDENTITY = (*IDENTITY, "run", "schedule_epochs", "checkpoint", "family", "corpus")
+# The model's own loss and accuracy: an inner layer's validation stats apply the output
+# layer to states it was never fed, so they are left out there (NC4 and NCC stay).
+MODEL_ONLY = ("val_loss", "val_ppl", "val_acc")
 DEFAULT_PRESET = "wu-papyan"
 
 
@@ -94,7 +98,8 @@ def measure_files(cfg: MeasureConfig) -> MeasureOutcome:
     _check_out(out)  # again: the default, or a file made since the config was
     notes: list[str] = []
     train = load_stats(cfg.train_stats, kind="train")
-    validation = _optional_validation(cfg.train_stats, cfg.validation, notes)
+    tag = layer_tag(cfg.train_stats, train.metadata)
+    validation = _optional_validation(cfg.train_stats, cfg.validation, notes, tag)
     classifier = _classifier(cfg.classifier, run_dir, notes)
     ood = load_stats(cfg.ood, kind="train") if cfg.ood else None
     device = pick_device(cfg.device)
@@ -105,22 +110,44 @@ def measure_files(cfg: MeasureConfig) -> MeasureOutcome:
         result = measure(
             train, conv, classifier, validation, ood, tokens=tokens, device=device, tile=cfg.tile
         )
+    measured = result.metrics
+    if tag:  # the head on an inner layer's states is no loss of the model's
+        measured = {k: v for k, v in measured.items() if k not in MODEL_ONLY}
     metrics = {
         **_identity(run_dir, train.metadata),
-        **result.metrics,
+        **measured,
         "preset": cfg.preset or DEFAULT_PRESET,
         **conv.as_dict(),
     }
-    _write(out, result, metrics)
+    _write(out, result, metrics, tag)
     said = [str(w.message) for w in caught] + _degenerate_warning(result)
     return MeasureOutcome(metrics, out, notes, said)
 
 
-def _write(out: Path, result: Measured, metrics: dict) -> None:
-    with atomic_path(out / "classes.parquet") as tmp:
+def layer_tag(train_stats: Path, meta: dict) -> str:
+    """``""`` for the last layer's stats, ``".layerNN"`` for block NN's (DESIGN §9): from
+    the stats' ``layer`` metadata, else from a file name ``train.layerNN.safetensors``."""
+    layer = meta.get("layer")
+    if layer is not None and layer != "last":
+        try:
+            return f".layer{int(layer):02d}"
+        except ValueError:
+            pass
+    found = re.search(r"\.layer\d+$", Path(train_stats).stem)
+    return found.group(0) if found and layer is None else ""
+
+
+def outputs(out: Path, tag: str = "") -> tuple[Path, Path]:
+    """``classes{tag}.parquet`` and ``metrics{tag}.json``: each layer's beside the last's."""
+    return out / f"classes{tag}.parquet", out / f"metrics{tag}.json"
+
+
+def _write(out: Path, result: Measured, metrics: dict, tag: str) -> None:
+    classes, path = outputs(out, tag)
+    with atomic_path(classes) as tmp:
         result.classes.to_parquet(tmp, index=False)
     # last, with its checksum: a metrics.json newer than the stats marks a finished measure
-    write_json(out / "metrics.json", metrics, checksum=True)
+    write_json(path, metrics, checksum=True)
 
 
 def _degenerate_warning(result: Measured) -> list[str]:
@@ -162,10 +189,11 @@ def _run_dir(train_stats: Path) -> Path:
     return parent.parent if parent.name == "stats" else parent
 
 
-def _optional_validation(train_stats: Path, path: Path | None, notes: list[str]):
-    """``path``, else ``validation.safetensors`` beside the train stats, else None."""
+def _optional_validation(train_stats: Path, path: Path | None, notes: list[str], tag: str):
+    """``path``, else the same layer's ``validation{tag}.safetensors`` beside the train
+    stats, else None."""
     if path is None:
-        sibling = train_stats.parent / "validation.safetensors"
+        sibling = train_stats.parent / f"validation{tag}.safetensors"
         if sibling.is_file() and sibling.resolve() != train_stats.resolve():
             notes.append(f"using validation stats {sibling}")
             path = sibling

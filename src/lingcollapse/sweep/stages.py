@@ -92,12 +92,15 @@ def collect_configs(grid: Grid, model: Model, out: Path) -> list[CollectConfig]:
     ]
 
 
-def measure_config(grid: Grid, model: Model, out: Path) -> MeasureConfig:
+def measure_config(
+    grid: Grid, model: Model, out: Path, train_stats: Path | None = None
+) -> MeasureConfig:
+    """Of the last layer's stats, or of ``train_stats`` (an inner layer's)."""
     return _config(
         MeasureConfig,
         "measure",
         grid.measure,
-        train_stats=model.path(out) / "stats" / "train.safetensors",
+        train_stats=train_stats or model.path(out) / "stats" / "train.safetensors",
         out=model.path(out),
         classifier=model.hub_id,  # a trained model's own is found beside its stats
     )
@@ -160,9 +163,10 @@ def _trained(path: Path, run: Run) -> bool:
 
 
 def measure_model(grid: Grid, model: Model, out: Path) -> Path:
-    """Collect the train and validation stats of one model, then measure it."""
+    """Collect the train and validation stats of one model, then measure every layer
+    collected (``[collect] layers``): ``metrics.layerNN.json``, then ``metrics.json``."""
     from lingcollapse.collect.run import collect
-    from lingcollapse.metrics.job import measure_files
+    from lingcollapse.metrics.job import measure_files, outputs
 
     path = model.path(out)
     for cfg in collect_configs(grid, model, out):
@@ -171,15 +175,23 @@ def measure_model(grid: Grid, model: Model, out: Path) -> Path:
     if not model.trained:
         write_json(path / "config.json", model.identity())
     stats = path / "stats"
-    if _fresh(
-        path / "metrics.json", [stats / "train.safetensors", stats / "validation.safetensors"]
-    ):
-        return path
-    outcome = measure_files(measure_config(grid, model, out))
-    for warning in outcome.warnings:
-        log.warning("warning: %s: %s", model.name, warning)
-    faults.point("stage:measure")
+    for tag in layer_tags(stats):
+        inputs = [stats / f"train{tag}.safetensors", stats / f"validation{tag}.safetensors"]
+        if _fresh(outputs(path, tag)[1], inputs):
+            continue
+        outcome = measure_files(measure_config(grid, model, out, inputs[0]))
+        for warning in outcome.warnings:
+            log.warning("warning: %s%s: %s", model.name, tag, warning)
+        faults.point("stage:measure")
     return path
+
+
+def layer_tags(stats: Path) -> list[str]:
+    """The layers a model's stats dir holds: ``.layerNN`` of the inner ones, then ``""``
+    for the last (measured last, so its metrics.json marks the model done)."""
+    inner = [p.name.removeprefix("train").removesuffix(".safetensors")
+             for p in stats.glob("train.layer*.safetensors")]  # fmt: skip
+    return [*sorted(inner), ""]
 
 
 def _fresh(artifact: Path, inputs: list[Path]) -> bool:
