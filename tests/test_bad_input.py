@@ -494,25 +494,74 @@ def with_covariance(stats):
     stats.cov_m2 = torch.zeros(stats.dim, stats.dim, dtype=torch.float64)
 
 
+def without_metadata(stats):
+    stats.metadata = {}  # only format and kind, as other tools' stats (DESIGN §4)
+
+
+def shard_of(a: Art, t: Path, shard: str, src: Path | None = None, edit=None, **metadata) -> Path:
+    """The shared whole-pass stats ``src`` relabelled as ``collect --shard SHARD`` output,
+    after ``edit`` and with ``metadata`` changed: a stand-in for a shard of a pass whose
+    provenance differs in one key (the tensors do not matter to the checks)."""
+    src = src or a.train
+    stats = load_stats(src)
+    if edit is not None:
+        edit(stats)
+    path = t / f"shard-{shard.replace('/', '-of-')}-{src.name}"
+    save_stats(path, stats, **{"shard": shard, **metadata})
+    return path
+
+
+def halves(a: Art, t: Path, src: Path | None = None, edit=None, **metadata) -> list[Path]:
+    """Shards 0/2 and 1/2, the second with ``edit`` and ``metadata``: disjoint, so merge
+    reaches the check under test."""
+    return [shard_of(a, t, "0/2", src), shard_of(a, t, "1/2", src, edit, **metadata)]
+
+
+def second(paths: list[Path], damage, t: Path) -> list[Path]:
+    return [paths[0], damage(paths[1], t)]
+
+
 MERGE = {
     "input missing": lambda a, t: merge(t, a.train, t / "nope.safetensors"),
     "input garbled": lambda a, t: merge(t, a.train, junk(t, "x.safetensors")),
-    "input truncated": lambda a, t: merge(t, a.train, truncated(a.train, t)),
-    "input bit flip": lambda a, t: merge(t, a.train, flipped(a.train, t)),
+    "input truncated": lambda a, t: merge(t, *second(halves(a, t), truncated, t)),
+    "input bit flip": lambda a, t: merge(t, *second(halves(a, t), flipped, t)),
     "train with validation": lambda a, t: merge(t, a.train, a.val),
     "other vocabulary and width": lambda a, t: merge(t, a.train, a.other_train),
     "other width": lambda a, t: merge(t, a.train, a.wide_train),
-    "covariance with none": lambda a, t: merge(t, a.train, stats_with(a.train, t, with_covariance)),
+    "covariance with none": lambda a, t: merge(t, *halves(a, t, edit=with_covariance)),
     "validation of other train means": lambda a, t: merge(
         t, a.val, stats_with(a.val, t, lambda s: None, train_means_sha256="0" * 64)
     ),
-    "negative counts": lambda a, t: merge(
-        t, a.train, stats_with(a.train, t, set_("counts", 0, -3))
-    ),
+    "negative counts": lambda a, t: merge(t, *halves(a, t, edit=set_("counts", 0, -3))),
     "metrics.json as input": lambda a, t: merge(t, a.train, a.metrics),
     "data dir as input": lambda a, t: merge(t, a.train, a.data),
-    "--out is a directory": lambda a, t: merge(t, a.train, a.train, out=t),
+    "--out is a directory": lambda a, t: merge(t, *halves(a, t), out=t),
     "--out inside a file": lambda a, t: merge(t, a.train, out=text(t, "f", "x") / "m.st"),
+    # provenance (DESIGN §9): only disjoint shards of one model, layer, split, data, settings
+    "the same file twice": lambda a, t: merge(t, a.train, a.train),
+    "the same shard twice (a copy)": lambda a, t: merge(
+        t, a.train, shutil.copy(a.train, t / "copy.safetensors")
+    ),
+    "a whole pass and one of its shards": lambda a, t: merge(t, a.train, shard_of(a, t, "1/4")),
+    "shards of other N that overlap": lambda a, t: merge(
+        t, shard_of(a, t, "0/2"), shard_of(a, t, "1/3")
+    ),
+    "another model's weights": lambda a, t: merge(t, *halves(a, t, weights_sha256="0" * 64)),
+    "another layer": lambda a, t: merge(t, *halves(a, t, layer="0")),
+    "another dtype": lambda a, t: merge(t, *halves(a, t, dtype="bfloat16")),
+    "another data dir": lambda a, t: merge(t, *halves(a, t, data_meta_sha256="0" * 64)),
+    "another split file": lambda a, t: merge(t, *halves(a, t, split_sha256="0" * 64)),
+    "another --covariance": lambda a, t: merge(t, *halves(a, t, covariance="true")),
+    "validation of another --min-count": lambda a, t: merge(
+        t, *halves(a, t, src=a.val, min_count="2")
+    ),
+    "a file without provenance": lambda a, t: merge(
+        t, shard_of(a, t, "0/2"), stats_with(a.train, t, without_metadata)
+    ),
+    "a lone file without provenance": lambda a, t: merge(
+        t, stats_with(a.train, t, without_metadata)
+    ),
 }
 
 

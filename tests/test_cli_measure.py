@@ -88,14 +88,6 @@ def test_preset_and_options_change_the_answer(files, capsys):
     assert papyan["nc1_cdnv"] != paper["nc1_cdnv"]
 
 
-def test_stats_merge_cli(files, tmp_path, capsys):
-    out = tmp_path / "merged.safetensors"
-    assert (
-        main(["stats", "merge", str(files["train"]), str(files["train"]), "--out", str(out)]) == 0
-    )
-    assert out.is_file()
-
-
 def _bad_cases(f, tmp):
     good = f["train"].read_bytes()
     garbled = tmp / "garbled.safetensors"

@@ -1,6 +1,7 @@
 """`collect`: any HF causal LM, one pass, validation with NC4, layer-wise, resumable."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -15,7 +16,9 @@ import torch
 from lingcollapse.cli import main
 from lingcollapse.collect.model import load_model
 from lingcollapse.collect.run import CollectConfig, collect
-from lingcollapse.stats.files import load_stats, merge_stats_files
+from lingcollapse.io import file_sha256
+from lingcollapse.stats.files import load_stats, merge_stats_files, provenance_keys, tensors_sha256
+from lingcollapse.stats.validation import means_sha256
 from test_stats import brute
 from tiny import FAMILIES, VOCAB, data_dir, save_model, tiny_model
 
@@ -143,21 +146,168 @@ def test_validation_of_an_inner_layer_reads_only_its_train_stats(data, tmp_path)
     assert load_stats(tmp_path / "val.layer00.safetensors").totals()["n_val_samples"] > 0
 
 
+# What a merged file's metadata may differ in from the single pass: the tensors' checksum
+# (Chan's merge rounds differently from streaming), and what names one collect command.
+MERGE_ONLY = {"sha256", "fingerprint", "config", "merged_from"}
+
+
 def test_shards_merge_to_the_whole_and_rerun_is_a_no_op(data, tmp_path):
     model_dir = save_model(tmp_path / "model", "gpt2")
     kw = {"model": str(model_dir), "data": str(data), "device": "cpu", "batch_size": 4}
     collect(CollectConfig(**kw, out=str(tmp_path / "whole.safetensors")))
     for i in range(3):
         collect(CollectConfig(**kw, shard=f"{i}/3", out=str(tmp_path / f"s{i}.safetensors")))
-    merged = merge_stats_files([tmp_path / f"s{i}.safetensors" for i in range(3)])
+    merged = merge_stats_files([tmp_path / f"s{i}.safetensors" for i in (2, 0, 1)])
     whole = load_stats(tmp_path / "whole.safetensors")
     assert torch.equal(merged.counts, whole.counts)
     torch.testing.assert_close(merged.means, whole.means, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(merged.m2, whole.m2, rtol=1e-10, atol=1e-12)
     assert load_stats(tmp_path / "s0.safetensors").n_samples < whole.n_samples
+    differ = {
+        k
+        for k in whole.metadata.keys() | merged.metadata.keys()
+        if whole.metadata.get(k) != merged.metadata.get(k)
+    }
+    assert differ <= MERGE_ONLY, differ
+    assert merged.metadata["shard"] == "0/1" and merged.metadata["merged_from"] == "0/3,1/3,2/3"
+    # a merged file merges on with the remaining shard, through the command line
+    two = tmp_path / "two.safetensors"
+    args = [str(tmp_path / "s0.safetensors"), str(tmp_path / "s1.safetensors")]
+    assert main(["stats", "merge", *args, "--out", str(two)]) == 0
+    assert load_stats(two).metadata["shard"] == "0/3,1/3"  # [0, 2/3) is no shard I/N
+    three = tmp_path / "three.safetensors"
+    assert (
+        main(["stats", "merge", str(two), str(tmp_path / "s2.safetensors"), "--out", str(three)])
+        == 0
+    )
+    again = load_stats(three)
+    assert torch.equal(again.counts, whole.counts) and again.metadata["shard"] == "0/1"
+    torch.testing.assert_close(again.means, whole.means, rtol=1e-12, atol=1e-12)
     before = (tmp_path / "whole.safetensors").stat().st_mtime_ns
     collect(CollectConfig(**kw, out=str(tmp_path / "whole.safetensors")))
     assert (tmp_path / "whole.safetensors").stat().st_mtime_ns == before
+
+
+def test_stats_files_carry_their_provenance(data, tmp_path):
+    model_dir = save_model(tmp_path / "model", "llama")
+    kw = {"model": str(model_dir), "data": str(data), "device": "cpu"}
+    train = tmp_path / "train.safetensors"
+    collect(CollectConfig(**kw, shard="1/2", dtype="bf16", out=str(train)))
+    meta = load_stats(train).metadata
+    loaded = load_model(str(model_dir), dtype="bfloat16")
+    assert meta["weights_sha256"] == tensors_sha256(loaded.model.state_dict())
+    assert meta["data_meta_sha256"] == file_sha256(data / "meta.json")
+    assert meta["split_sha256"] == file_sha256(data / "train.npy")  # meta.json records none
+    expected = {"model": str(model_dir), "revision": "", "split": "train", "shard": "1/2"}
+    expected |= {"dtype": "bfloat16", "layer": "last", "covariance": "false"}
+    assert {k: meta[k] for k in expected} == expected
+    assert set(provenance_keys("train")) <= set(meta)
+    val = tmp_path / "val.safetensors"
+    collect(
+        CollectConfig(
+            **kw,
+            split="validation",
+            train_stats=str(train),
+            min_count=2,
+            out=str(val),
+            dtype="bf16",
+        )
+    )
+    vmeta = load_stats(val).metadata
+    assert set(provenance_keys("validation")) <= set(vmeta)
+    assert vmeta["min_count"] == "2" and vmeta["split"] == "validation"
+    assert vmeta["split_sha256"] == file_sha256(data / "validation.npy")
+    assert vmeta["train_means_sha256"] == means_sha256(load_stats(train))
+
+
+def test_merge_refuses_files_of_another_pass(data, tmp_path, capsys):
+    """Real files of another model (same shapes), layer, dtype, data or setting: each one
+    error line naming the check; the output is never written."""
+    model_dir = save_model(tmp_path / "model", "gpt2", layers=2)
+    other_model = save_model(tmp_path / "other", "gpt2", layers=2, seed=1)
+    other_data = data_dir(tmp_path / "other-data", seed=1)
+    kw = {"model": str(model_dir), "data": str(data), "device": "cpu"}
+
+    def run(name, **changes):
+        out = tmp_path / f"{name}.safetensors"
+        collect(CollectConfig(**{**kw, "shard": "1/2", "out": str(out), **changes}))
+        return out
+
+    base = run("base", shard="0/2")
+    train_stats = {"train_stats": str(base), "split": "validation"}
+    val = run("val", **train_stats, shard="0/2")
+    cases = {
+        "different model": [base, run("model", model=str(other_model))],
+        "different layer": [base, run("layer", layers="0").with_name("layer.layer00.safetensors")],
+        "different dtype": [base, run("dtype", dtype="bf16")],
+        "different data": [base, run("data", data=str(other_data))],
+        "different covariance setting": [base, run("cov", covariance=True)],
+        "the same shard twice": [base, run("twice", shard="0/2", batch_size=3)],
+        "overlapping shards": [base, run("whole", shard="0/1")],
+        "different min-count": [val, run("min", **train_stats, min_count=2)],
+        "different train means": [
+            val,
+            run("means", split="validation", train_stats=str(run("s1"))),
+        ],
+    }
+    out = tmp_path / "merged.safetensors"
+    capsys.readouterr()
+    for check, inputs in cases.items():
+        assert main(["stats", "merge", *map(str, inputs), "--out", str(out)]) == 2, check
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and check in err[0], (check, err)
+    assert not out.exists()
+    # the same pass with another batch size is no other pass: it merges
+    assert (
+        main(["stats", "merge", str(base), str(run("s1b", batch_size=3)), "--out", str(out)]) == 0
+    )
+
+
+def test_a_model_whose_body_changed_does_not_resume_its_checkpoint(
+    data, tmp_path, monkeypatch, caplog
+):
+    """The fingerprint covers every weight: a checkpoint of model A is refused once A's
+    dir holds a model whose body (not its head or embeddings) changed, and resumed when
+    A is back."""
+    from transformers import AutoModelForCausalLM
+
+    from lingcollapse import faults
+    from lingcollapse.errors import UserError
+
+    model_dir = save_model(tmp_path / "model", "gpt2")
+    original = {p.name: p.read_bytes() for p in model_dir.iterdir()}
+    out = tmp_path / "train.safetensors"
+    cfg = CollectConfig(
+        str(model_dir), str(data), out=str(out), device="cpu", batch_size=4, checkpoint_every=8
+    )
+    reached = []
+
+    def die_at_the_third_batch(name):
+        reached.append(name)
+        if reached.count("collect.batch") == 3:  # after the checkpoint at sequence 8
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(faults, "point", die_at_the_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        collect(cfg)
+    monkeypatch.undo()
+    partial = out.with_name(out.name + ".partial")
+    saved = partial.read_bytes()
+    changed = AutoModelForCausalLM.from_pretrained(model_dir)
+    with torch.no_grad():
+        changed.transformer.h[0].mlp.c_fc.weight[0, 0] += 1.0  # the body, one weight
+    changed.save_pretrained(model_dir)
+    with pytest.raises(UserError, match="another model"):
+        collect(cfg)
+    assert partial.read_bytes() == saved and not out.exists()
+    for name, content in original.items():  # model A again: its checkpoint resumes
+        (model_dir / name).write_bytes(content)
+    caplog.set_level(logging.INFO)
+    collect(cfg)
+    assert f"resuming from {partial} at sequence 8" in caplog.messages
+    reference = tmp_path / "ref.safetensors"
+    collect(CollectConfig(**{**cfg.__dict__, "out": str(reference)}))
+    assert out.read_bytes() == reference.read_bytes()
 
 
 def _cli(*args):

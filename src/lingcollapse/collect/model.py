@@ -21,6 +21,7 @@ from lingcollapse.errors import UserError
 from lingcollapse.hub import load_pretrained
 from lingcollapse.models.attention import use_sdpa
 from lingcollapse.models.saved import model_dir_of, read_identity
+from lingcollapse.stats.files import tensors_sha256
 
 DTYPES = {
     "float32": torch.float32,
@@ -60,6 +61,13 @@ class EmbeddingModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def weights_sha256(self) -> str:
+        """SHA-256 of every tensor of the state dict (name, dtype, shape, bytes), as loaded
+        in this dtype: the model's identity in provenance and the resume fingerprint,
+        whatever its name. Streamed one tensor at a time (one host copy each on CUDA);
+        about a second per GB of weights, so compute it once per pass."""
+        return tensors_sha256(self.model.state_dict())
 
     def classifier(self) -> tuple[Tensor, Tensor | None]:
         head = self.model.get_output_embeddings()

@@ -12,6 +12,12 @@ very bytes an uninterrupted run writes. A damaged checkpoint or output is report
 used.
 Data-parallel: ``--shard I/N`` takes a disjoint block of sequences; under ``torchrun``
 each rank takes a block of that and rank 0 merges the ranks' statistics.
+
+Provenance (DESIGN §9): every file names what its numbers depend on — the model (name,
+revision, SHA-256 of all its weights), layer, split, data (SHA-256 of ``meta.json`` and
+of the split), shard, dtype, and ``covariance`` (train) or ``min_count`` and the train
+means (validation) — so that ``stats merge`` joins only disjoint shards of one pass. The
+weights' SHA-256 is computed once per pass and also keys the resume fingerprint.
 """
 
 from __future__ import annotations
@@ -30,11 +36,11 @@ from safetensors.torch import load_file, save_file
 
 from lingcollapse import faults, memory
 from lingcollapse.collect import distributed
-from lingcollapse.collect.data import Shard, open_split
+from lingcollapse.collect.data import REMAKE, Shard, open_split
 from lingcollapse.collect.model import DTYPES, EmbeddingModel, load_model
 from lingcollapse.device import finish, setup
 from lingcollapse.errors import UserError, first_line
-from lingcollapse.io import atomic_path, exclusive, file_sha256, remove_stale_temps
+from lingcollapse.io import atomic_path, exclusive, file_sha256, read_json, remove_stale_temps
 from lingcollapse.memory import ModelShape, collect_work_bytes, is_out_of_memory
 from lingcollapse.progress import progress
 from lingcollapse.stats.classes import ClassAccumulator, ClassStats
@@ -133,7 +139,8 @@ def collect(cfg: CollectConfig) -> list[Path]:
         batch = min(cfg.batch_size, max(len(rows), 1))
         _check_memory(cfg, model, layers, batch, tokens.shape[1], device)
     accs = _accumulators(cfg, model, layers, device)  # reads and checks --train-stats
-    fingerprint = _fingerprint(cfg, model, tokens, layers, Shard.parse(cfg.shard))
+    provenance = _provenance(cfg, model)
+    fingerprint = _fingerprint(cfg, provenance, layers)
     partial = _partial_path(cfg.out, dist)
     with exclusive(partial, "statistics"):
         for path in [partial, *(outputs if dist.rank == 0 else [])]:
@@ -143,16 +150,16 @@ def collect(cfg: CollectConfig) -> list[Path]:
             finish(dist)
             return outputs if dist.rank == 0 else []
         _pass(cfg, model, tokens, rows, layers, accs, cursor, partial, fingerprint, dist)
-        return _write(cfg, model, tokens, layers, outputs, accs, partial, fingerprint, dist)
+        meta = _metadata(cfg, tokens, provenance, fingerprint)
+        return _write(layers, outputs, accs, partial, meta, dist)
 
 
-def _write(cfg, model, tokens, layers, outputs, accs, partial, fingerprint, dist) -> list[Path]:
+def _write(layers, outputs, accs, partial: Path, meta: dict, dist) -> list[Path]:
     """Merge the ranks' statistics on rank 0 and write one file per layer."""
     results = {layer: _finished(acc) for layer, acc in accs.items()}
     results = distributed.merge_to_rank0(results, dist)
     written = []
     if dist.rank == 0:
-        meta = _metadata(cfg, model, tokens, fingerprint)
         for layer, path in zip(layers, outputs, strict=True):
             save_stats(path, results[layer], **meta, layer=str(layer))
             written.append(path)
@@ -407,29 +414,18 @@ def _partial_path(out: str, dist) -> Path:
     return out.with_name(out.name + suffix + ".partial")
 
 
-def _fingerprint(cfg: CollectConfig, model: EmbeddingModel, tokens, layers, shard) -> str:
-    """What must match for a file to be continued: model weights, data, settings."""
-    digest = hashlib.sha256()
-    weight = model.classifier()[0].detach()  # (V, d): rows spread over the vocabulary
-    picks = torch.linspace(0, weight.shape[0] - 1, min(256, weight.shape[0])).long()
-    digest.update(weight[picks.to(weight.device)].float().cpu().numpy().tobytes())
-    picks = np.linspace(0, tokens.shape[0] - 1, num=min(64, tokens.shape[0])).astype(int)
-    digest.update(np.ascontiguousarray(tokens[np.unique(picks)]).tobytes())
+def _fingerprint(cfg: CollectConfig, provenance: dict[str, str], layers) -> str:
+    """What must match for a checkpoint or an output to be continued: the provenance (all
+    the weights and the whole split, by SHA-256, so a model whose body changed under the
+    same name never resumes another's state) and what changes the bits of a resumed pass
+    (the batch, the layers collected together, the train stats of the NCC means)."""
     settings = {
-        "model": model.name,
-        "revision": cfg.revision,
-        "split": cfg.split,
-        "shape": list(tokens.shape),
+        **{k: v for k, v in provenance.items() if k != "data"},  # a moved data dir resumes
         "layers": [str(x) for x in layers],
-        "dtype": cfg.dtype,
         "batch_size": cfg.batch_size,
-        "covariance": cfg.covariance,
-        "shard": str(shard),
-        "min_count": cfg.min_count,
         "train_stats": _train_sha(cfg, layers),
     }
-    digest.update(json.dumps(settings, sort_keys=True).encode())
-    return digest.hexdigest()
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
 def _train_sha(cfg: CollectConfig, layers) -> str | None:
@@ -441,20 +437,50 @@ def _train_sha(cfg: CollectConfig, layers) -> str | None:
     return ",".join(file_sha256(layer_path(cfg.train_stats, layer)) for layer in layers)
 
 
-def _metadata(cfg: CollectConfig, model: EmbeddingModel, tokens, fingerprint: str) -> dict:
-    """String metadata of the output: identity, the job's shard (all ranks merged), counts
-    and the resolved config. Nothing time-dependent, so a resumed run writes equal bytes."""
-    shard = Shard.parse(cfg.shard)
-    sequences = len(shard.rows(tokens.shape[0]))
+def _provenance(cfg: CollectConfig, model: EmbeddingModel) -> dict[str, str]:
+    """What the numbers of this pass depend on (DESIGN §9), as string metadata; ``stats
+    merge`` compares all of it but the paths (``model`` names, ``data``), and ``layer``,
+    added per file. Batch size and device change only rounding: not provenance."""
+    provenance = {
+        "model": model.name,
+        "revision": cfg.revision or "",
+        "weights_sha256": model.weights_sha256(),  # all weights, streamed: once per pass
+        "data": str(cfg.data),
+        **_data_sha256(Path(cfg.data), cfg.split),
+        "split": cfg.split,
+        "shard": str(Shard.parse(cfg.shard)),  # the job's: all torchrun ranks merged
+        "dtype": str(DTYPES[cfg.dtype]).removeprefix("torch."),  # bf16 = bfloat16
+    }
+    if cfg.split == "train":
+        provenance["covariance"] = json.dumps(cfg.covariance)
+    else:  # with train_means_sha256, which the validation state carries
+        provenance["min_count"] = str(cfg.min_count)
+    return provenance
+
+
+def _data_sha256(data: Path, split: str) -> dict[str, str]:
+    """The data's identity: the SHA-256 of ``meta.json`` ("" without one: collect needs
+    only the split) and of the split itself, as ``meta.json`` records it where ``data
+    prepare`` wrote one (``open_split`` has checked the bytes against it), else streamed."""
+    meta_path = data / "meta.json"
+    meta = read_json(meta_path, REMAKE) if meta_path.is_file() else {}
+    splits = meta.get("splits") if isinstance(meta, dict) else None
+    entry = splits.get(split) if isinstance(splits, dict) else None
+    recorded = entry.get("sha256") if isinstance(entry, dict) else None
+    return {
+        "data_meta_sha256": file_sha256(meta_path) if meta_path.is_file() else "",
+        "split_sha256": recorded or file_sha256(data / f"{split}.npy"),
+    }
+
+
+def _metadata(cfg: CollectConfig, tokens, provenance: dict[str, str], fingerprint: str) -> dict:
+    """String metadata of the output: provenance, the job's counts and the resolved config.
+    Nothing time-dependent, so a resumed run writes equal bytes."""
+    sequences = len(Shard.parse(cfg.shard).rows(tokens.shape[0]))
     # not "out": equal statistics make equal files wherever they are written
     config = {k: v for k, v in asdict(cfg).items() if k not in ("device", "out")}
     return {
-        "model": model.name,
-        "revision": cfg.revision or "",
-        "data": str(cfg.data),
-        "split": cfg.split,
-        "shard": str(shard),
-        "dtype": cfg.dtype,
+        **provenance,
         "sequences": str(sequences),
         "tokens": str(sequences * (tokens.shape[1] - 1)),
         "fingerprint": fingerprint,
