@@ -681,6 +681,9 @@ ANALYZE = {
         t, truncated(a.analysis / "results.parquet", t, "t.parquet")
     ),
     "empty csv": lambda a, t: analyze(t, text(t, "t.csv", "")),
+    "no metric column": lambda a, t: analyze(
+        t, text(t, "t.csv", "model,val_loss,width\na,1,8\nb,2,16\nc,3,32\n")
+    ),
     "header-only csv": lambda a, t: analyze(t, text(t, "t.csv", "model,val_loss,nc1_cdnv\n")),
     "stats file as input": lambda a, t: analyze(t, a.train),
     "metrics.json file as input": lambda a, t: analyze(t, a.metrics),
