@@ -124,7 +124,7 @@ def test_collect_estimates_bound_the_peaks(tmp_path):
 
 
 def test_tile_bytes_and_measure_phases():
-    assert memory.tile_bytes(1024) == 8 * 8 * 1024**2
+    assert memory.tile_bytes(1024) == 4 * 8 * 1024**2
     assert memory.tile_bytes(1024, classes=100) == memory.tile_bytes(100)  # t ≤ C
     z = 8 * 29233 * 1024
     # at paper scale W_S and one product beside Z are the peak, not the 1024-tiles
@@ -186,9 +186,9 @@ def test_measure_cli_absurd_tile_is_one_error_line(stats_file, tmp_path, monkeyp
     argv = ["measure", str(stats_file), "--tile", "100000", "--out", str(out), "--device", "cpu"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    # t = min(tile, C) = 3,000: 8 float64 tiles of 3,000² are 549 MiB; 1,024 fits in 64 MiB
+    # t = min(tile, C) = 3,000: 4 float64 tiles of 3,000² are 275 MiB; 1,024 fits in 64 MiB
     assert err == (
-        "error: a tile of 100,000 classes needs 549 MiB but 64 MiB is free on cpu; "
+        "error: a tile of 100,000 classes needs 275 MiB but 64 MiB is free on cpu; "
         "lower --tile (e.g. 1024)"
     )
     assert not out.exists()

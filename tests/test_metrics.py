@@ -187,16 +187,90 @@ def test_pairwise_never_allocates_c_by_c(monkeypatch):
     c, d, tile = 300, 4, 8
     z = torch.randn(c, d, dtype=torch.float64)
     seen = []
-    real = torch.Tensor.__matmul__
+    real_matmul, real_mm = torch.Tensor.__matmul__, torch.mm
 
-    def spy(a, b):
-        out = real(a, b)
-        seen.append(out.numel())
-        return out
+    def spy(real):
+        def product(*args, **kwargs):
+            out = real(*args, **kwargs)
+            seen.append(out.numel())
+            return out
 
-    monkeypatch.setattr(torch.Tensor, "__matmul__", spy)
+        return product
+
+    monkeypatch.setattr(torch.Tensor, "__matmul__", spy(real_matmul))
+    monkeypatch.setattr(torch, "mm", spy(real_mm))
     pairwise_metrics(z, torch.ones(c, dtype=torch.float64), tile=tile)
     assert seen and max(seen) <= tile * tile
+
+
+def pairwise_reference(z, sigma2, k=2.0) -> dict:
+    """Float64 brute force of what :func:`pairwise_metrics` returns, from vector differences:
+    per quantity the mean and std over the pairs c < c' it keeps, the row means over the
+    c' ≠ c it keeps, and how many pairs it leaves out (its value is not finite)."""
+    z, sigma2 = np.asarray(z, float), np.asarray(sigma2, float)
+    c = len(z)
+    unit = z / np.linalg.norm(z, axis=1, keepdims=True)
+    dist2 = ((z[:, None] - z[None]) ** 2).sum(2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = {
+            "cdnv": (sigma2[:, None] + sigma2[None]) / (2 * dist2 ** (1 + k / 2)),
+            "interference": unit @ unit.T,
+            "logkernel": -np.log(np.linalg.norm(unit[:, None] - unit[None], axis=2)),
+        }
+    iu, off = np.triu_indices(c, 1), ~np.eye(c, dtype=bool)
+    out = {}
+    for name, x in values.items():
+        ok = off & np.isfinite(x)
+        pairs = x[iu][ok[iu]]
+        rows = np.where(ok, x, 0).sum(1) / ok.sum(1)
+        out[name] = pairs.mean(), pairs.std(), rows, int((~ok[iu]).sum())
+    return out
+
+
+def awkward_means(c=40, d=6, seed=0):
+    """Integer means (so that coincidences are exact) with two coinciding pairs, a pair of
+    coinciding directions (different norms) and a pair at distance 1 with norms ~10⁴."""
+    rng = np.random.default_rng(seed)
+    z = rng.integers(-9, 10, (c, d)).astype(float)
+    z[7], z[30] = z[3], z[2]  # means coincide: out of Eq. 4 and 7
+    z[12] = 2 * z[5]  # directions coincide (×2 keeps ẑ exact): out of Eq. 7 only
+    z[21] = 1000 * rng.integers(1, 10, d)
+    z[22] = z[21] + np.eye(d)[0]  # near: recomputed from the difference
+    return z, rng.uniform(0.1, 2.0, c)
+
+
+@pytest.mark.parametrize("k", [2.0, 1.0])
+@pytest.mark.parametrize("tile", [1, 2, 3, 7, 39, 40, 41, 1024])
+def test_pairwise_any_tile_against_brute_force(tile, k):
+    """Tiles of one class, tiles that do not divide C, one tile and more than C: every
+    mean, std and row mean at 1e-9, with degenerate pairs in diagonal and other tiles."""
+    z, sigma2 = awkward_means()
+    want = pairwise_reference(z, sigma2, k)
+    got = pairwise_metrics(torch.as_tensor(z), torch.as_tensor(sigma2), cdnv_power=k, tile=tile)
+    for name, (mean, std, rows, _) in want.items():
+        moments = getattr(got, name)
+        assert moments.value == pytest.approx(mean, rel=1e-9), name
+        assert moments.std == pytest.approx(std, rel=1e-9), name
+        np.testing.assert_allclose(getattr(got, f"row_{name}"), rows, rtol=1e-9, err_msg=name)
+    assert got.n_degenerate_pairs == want["cdnv"][3] == 2
+    assert got.n_degenerate_directions == want["logkernel"][3] == 3
+    assert want["interference"][3] == 0
+
+
+@pytest.mark.parametrize("tile", [1, 5, 64])
+def test_pairwise_std_keeps_its_digits_under_a_large_offset(tile):
+    """CDNVs that share an offset 10⁶ times their spread: Σx² − (Σx)²/n would keep only
+    about four digits of the variance; the row-shifted sums keep the brute force's."""
+    c = 64
+    z = c * np.eye(c) - 1.0  # a simplex: every ‖z_i − z_j‖² is 2C², exactly
+    sigma2 = 1e6 + np.random.default_rng(0).uniform(0.0, 1.0, c)
+    want = pairwise_reference(z, sigma2)["cdnv"]
+    pairs = (sigma2[:, None] + sigma2[None])[np.triu_indices(c, 1)] / (2 * (2 * c * c) ** 2)
+    naive = math.sqrt((pairs**2).mean() - pairs.mean() ** 2)
+    assert abs(naive / want[1] - 1) > 1e-6  # the offset is large enough to matter
+    got = pairwise_metrics(torch.as_tensor(z), torch.as_tensor(sigma2), tile=tile)
+    assert got.cdnv.value == pytest.approx(want[0], rel=1e-12)
+    assert got.cdnv.std == pytest.approx(want[1], rel=1e-9)
 
 
 @pytest.mark.gpu

@@ -10,7 +10,7 @@ p bytes per model element (4 float32, 2 bf16/fp16); float64 is 8 bytes.
 
 - ``measure`` (:func:`measure_bytes`): the inputs (stats 8·V·d, classifier 4·V·d), the
   centred means Z (8·C·d) and the largest of: one (C, d) temporary, the tile buffers
-  (8 × 8·t²), W_S in float64 with one product (2 × 8·C·d), the d×d covariance work.
+  (4 × 8·t²), W_S in float64 with one product (2 × 8·C·d), the d×d covariance work.
 - ``collect`` (:func:`collect_bytes`): the model, the statistics (train: 16·V·d per layer;
   validation: 8·C·d per layer) and the largest of: one batch's forward pass (with
   GPT-Neo's eager attention the (B, H, T, T) float32 scores dominate: 2 × 4·B·H·T²),
@@ -57,13 +57,14 @@ def gib(n: int | float) -> str:
 
 # ------------------------------------------------------------------------ measure
 
-# float64 (t, t) buffers of pairwise._tile alive at once: the Gram tile (→ cos), ‖z_i−z_j‖²,
-# ‖ẑ_i−ẑ_j‖² (→ log kernel), the CDNV, and on diagonal tiles the masked copies (7 measured).
-TILE_BUFFERS = 8
+# float64 (t, t) buffers of the pairwise pass: three tiles allocated once and reused (the
+# Gram tile → −cos, ‖z_i−z_j‖² → log kernel, the CDNV) and (t, t) bool masks worth ⅜ of one
+# (the diagonal tiles' lower triangle; on tiles with near pairs, two transient ones).
+TILE_BUFFERS = 4
 
 
 def tile_bytes(tile: int, classes: int | None = None) -> int:
-    """The pairwise pass's working set: 8 float64 tiles of t × t (t ≤ C)."""
+    """The pairwise pass's working set: 4 float64 tiles of t × t (t ≤ C)."""
     t = tile if classes is None else min(tile, classes)
     return TILE_BUFFERS * F64 * t * t
 
