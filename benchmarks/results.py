@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
+_CODE = ("src", "benchmarks/*.py", "scripts", "pyproject.toml")
 
 
 def _git(*args: str) -> str:
@@ -70,7 +71,8 @@ def record(name: str, row: dict, results: dict, argv: list[str] | None = None) -
         "benchmark": name,
         "command": " ".join(["python", str(shown), *map(shlex.quote, argv[1:])]),
         "commit": _git("rev-parse", "--short", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # the code measured differs from the commit (docs and results files aside)
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", *_CODE)),
         "date": datetime.date.today().isoformat(),
         "machine": machine(),
         "row": row,
