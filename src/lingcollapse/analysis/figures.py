@@ -544,25 +544,30 @@ def figure_training(df: pd.DataFrame, metrics=None, target: str = "val_loss") ->
     curves = run_curves(df, names)
     if curves is None:
         return None
-    cols = min(4, len(names))
-    rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(
-        rows,
-        cols,
-        figsize=(3.3 * cols + 1.0, 2.8 * rows + 0.8),
-        squeeze=False,
-        layout="constrained",
-    )
+    fig, axes = _panels(len(names))
     norm = _size_norm(curves)
     decays = _levels(curves, "weight_decay")
     for ax, name in zip(axes.flat, names, strict=False):
         _run_lines(ax, curves, name, norm, decays)
-    for ax in axes.flat[len(names) :]:
-        ax.remove()
-    _label_bottom(fig, axes)
+    _close_panels(fig, axes, len(names), "epochs trained")
     _training_keys(fig, axes, norm, decays)
     fig.suptitle(f"Training: {curves['run'].nunique()} runs measured at ≥ 2 epochs")
     return fig
+
+
+def _panels(count: int) -> tuple[Figure, np.ndarray]:
+    """Up to four panels a row, sized for a page, laid out by matplotlib."""
+    cols = min(4, count)
+    rows = -(-count // cols)
+    size = (3.3 * cols + 1.0, 2.8 * rows + 0.8)
+    return plt.subplots(rows, cols, figsize=size, squeeze=False, layout="constrained")
+
+
+def _close_panels(fig: Figure, axes, used: int, xlabel: str) -> None:
+    """Remove the spare panels; label the x-axis under each column's lowest panel."""
+    for ax in axes.flat[used:]:
+        ax.remove()
+    _label_bottom(fig, axes, xlabel)
 
 
 def _run_lines(ax, curves: pd.DataFrame, name: str, norm, decays) -> None:
@@ -602,7 +607,7 @@ def _run_style(first: pd.Series, norm, decays) -> tuple:
     return colour, style
 
 
-def _label_bottom(fig: Figure, axes, text: str = "epochs trained") -> None:
+def _label_bottom(fig: Figure, axes, text: str) -> None:
     """``text`` under the lowest panel of each column (the last row may be short)."""
     for column in axes.T:
         kept = [ax for ax in column if ax in fig.axes]  # removed spare panels are not
@@ -658,15 +663,7 @@ def figure_layers(layers: pd.DataFrame | None, metrics=None) -> Figure | None:
     names = _present(data, metrics or LAYERWISE)
     if not names or data.groupby("model")["layer_index"].nunique().max() < 2:
         return None
-    cols = min(4, len(names))
-    rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(
-        rows,
-        cols,
-        figsize=(3.3 * cols + 1.0, 2.8 * rows + 0.8),
-        squeeze=False,
-        layout="constrained",
-    )
+    fig, axes = _panels(len(names))
     norm = _size_norm(data)
     for ax, name in zip(axes.flat, names, strict=False):
         for _, part in data.groupby("model"):
@@ -680,9 +677,7 @@ def figure_layers(layers: pd.DataFrame | None, metrics=None) -> Figure | None:
             ax.set_yscale("log")
         ax.set_ylabel(_axis_label(name), fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    for ax in axes.flat[len(names) :]:
-        ax.remove()
-    _label_bottom(fig, axes, "layer")
+    _close_panels(fig, axes, len(names), "layer")
     _training_keys(fig, axes, norm, [])
     fig.suptitle(
         f"Layer-wise collapse, {data['model'].nunique()} model(s): layer 0 = the token "
