@@ -21,6 +21,7 @@ from lingcollapse.cli import main
 from lingcollapse.errors import UserError
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "shared/data/published/lc-2024_05_18.csv"
+LATER = PUBLISHED.with_name("lc-2024_10_24.csv")
 needs_published = pytest.mark.skipif(not PUBLISHED.is_file(), reason="published data absent")
 
 # The paper's Table 1: (our column, R², p-value).
@@ -28,7 +29,7 @@ TABLE1 = (
     ("nc1_cdnv", 0.192011, 0.0485),
     ("nc2_equinorm_cov", 0.026174, 0.4870),
     ("nc2_equiangular_cov", 0.218574, 0.0317),
-    ("gnc2_uniformity_cov", 0.487935, 0.0002),
+    ("gnc2_uniformity_uncentred_cov", 0.487935, 0.0002),  # their kernel: uncentred means
     ("nc3_duality_mean", 0.322210, 0.0063),
     ("unc3_duality_cov", 0.000036, 0.9784),
     ("nc4_agreement", 0.490278, 0.0001),
@@ -126,7 +127,9 @@ def test_constant_and_partial_columns():
     expected = stats.pearsonr([1.0, 2.0, 4.0, 3.0], [1.0, 3.0, 4.0, 5.0]).statistic
     assert corr.metrics["gnc2_uniformity_cov"].pearson_r == pytest.approx(expected)
     js = corr.as_json()
-    assert js["metrics"]["nc2_equinorm_cov"] == {"r2": None, "pearson_r": None, "p_value": None}
+    undefined = js["metrics"]["nc2_equinorm_cov"]
+    for key in ("r2", "pearson_r", "p_value", "p_se", "p_min", "r2_plotted"):
+        assert undefined[key] is None, key
 
 
 def test_parse_name():
@@ -169,6 +172,12 @@ def test_published_conversion_values():
     assert len(ours) == 230
     row, mine = raw.iloc[0], ours.iloc[0]
     assert mine["nc2_equinorm_cov"] == pytest.approx(row.norms_log_std / row.norms_log_mean)
+    # their norms are squared: log ‖z‖² = 2 log ‖z‖
+    assert mine["nc2_norm_mean"] == pytest.approx(row.norms_log_mean / 2)
+    assert mine["gnc2_uniformity_uncentred_cov"] == pytest.approx(
+        row.log_dist_std / row.log_dist_mean
+    )
+    assert "gnc2_uniformity_cov" not in ours and "dists_mean" not in ours
     assert mine["nc4_agreement"] == pytest.approx(row.matches / (row.matches + row.misses))
     assert mine["val_ppl"] == row.perplex and mine["n_params"] == row.n_params
     assert set(ours["epochs"]) == {1, 3, 6, 10}
@@ -223,9 +232,15 @@ def test_cli_json_and_outputs(tmp_path, capsys):
     )
     assert code == 0, err
     js = json.loads(out)
-    assert set(js) == {"target", "n_models", "metrics"}
+    assert set(js) == {"target", "n_models", "permutations", "seed", "metrics"}
     assert js["target"] == "val_loss" and js["n_models"] == 5
-    assert set(js["metrics"]["nc1_cdnv"]) == {"r2", "pearson_r", "p_value"}
+    assert (js["permutations"], js["seed"]) == (100, 2)
+    assert set(js["metrics"]["nc1_cdnv"]) == {
+        *("r2", "pearson_r", "p_value", "p_se", "p_min", "exact", "r2_plotted", "plotted_as"),
+        *("collapse_r", "n"),
+    }
+    # CDNV falls as loss falls: more collapse (−log CDNV) with lower loss
+    assert js["metrics"]["nc1_cdnv"]["collapse_r"] < -0.9
     assert js["metrics"]["unc3_duality_cov"]["r2"] == pytest.approx(0.64)
     assert json.loads((tmp_path / "o/correlations.json").read_text()) == js
     back = pd.read_parquet(tmp_path / "o/results.parquet")
@@ -351,7 +366,7 @@ def test_analyze_config_refuses_bad_options_without_reading_inputs(tmp_path, opt
 def test_analyze_config_of_inputs_not_yet_made(tmp_path):
     cfg = AnalyzeConfig([str(tmp_path / "runs")], out=str(tmp_path / "o"), figures=True)
     assert cfg.inputs == [tmp_path / "runs"] and cfg.out == tmp_path / "o"
-    assert (cfg.target, cfg.permutations, cfg.seed, cfg.published) == ("val_loss", 10_000, 0, [])
+    assert (cfg.target, cfg.permutations, cfg.seed, cfg.published) == ("val_loss", 100_000, 0, [])
     assert list(tmp_path.iterdir()) == []  # checked, nothing read or made
 
 
@@ -361,3 +376,116 @@ def test_a_table_without_metric_columns_is_one_error(tmp_path, capsys):
     assert main(["analyze", str(table)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no metric column" in err[0]
+
+
+def test_few_models_get_the_exact_test_and_say_its_floor(tmp_path, capsys):
+    """4 models, 10⁵ permutations ≥ 4! = 24: every pairing is enumerated; a perfect
+    correlation gets the smallest two-sided p, 2/24, and nothing can reach 0.05."""
+    table = tmp_path / "t.csv"
+    small_table().head(4).to_csv(table, index=False)
+    code, out, err = run_cli(["analyze", table, "--json"], capsys)
+    assert code == 0, err
+    cdnv = json.loads(out)["metrics"]["nc1_cdnv"]
+    assert cdnv["exact"] is True and cdnv["p_se"] == 0.0
+    assert cdnv["p_min"] == pytest.approx(2 / 24) and cdnv["p_value"] == pytest.approx(2 / 24)
+    code, out, _ = run_cli(["analyze", table], capsys)
+    assert "exact test over all pairings of 4 models" in out
+    assert "smallest attainable p is 0.0833, so no p can be below 0.05" in out
+
+
+def test_random_test_reports_its_monte_carlo_error():
+    table = small_table()
+    corr = correlate(table, permutations=999, seed=4)  # 5! = 120 ≤ 999: exact
+    assert corr.metrics["unc3_duality_cov"].exact
+    big = pd.DataFrame({"model": [str(i) for i in range(9)], "val_loss": np.arange(9.0)})
+    big["nc1_cdnv"] = np.exp(np.random.default_rng(1).normal(size=9)) + big["val_loss"]
+    corr = correlate(big, permutations=2_000, seed=4)  # 9! > 2,000: random
+    c = corr.metrics["nc1_cdnv"]
+    assert not c.exact and c.p_min == pytest.approx(2 / 2_001)
+    assert c.p_se == pytest.approx(math.sqrt(c.p_value * (2 - c.p_value) / 2_000))
+
+
+def test_plotted_r2_is_of_the_log_axis_for_cdnv():
+    """CDNV is drawn on a log axis: its plotted R² is of log10 CDNV; Table 1's R² stays
+    that of the raw values; other metrics are plotted as they are."""
+    table = small_table().assign(nc1_cdnv=[1.0, 10.0, 100.0, 1_000.0, 10_000.0])
+    corr = correlate(table, permutations=100)
+    cdnv, nc4 = corr.metrics["nc1_cdnv"], corr.metrics["nc4_agreement"]
+    assert cdnv.log_axis and cdnv.r2_plotted == pytest.approx(1.0)
+    raw = np.corrcoef(table["nc1_cdnv"], table["val_loss"])[0, 1] ** 2
+    assert cdnv.r2 == pytest.approx(raw) and raw < 0.8
+    assert not nc4.log_axis and nc4.r2_plotted == nc4.r2
+
+
+@needs_published
+def test_published_cdnv_r2_raw_and_as_plotted():
+    """Figure 1's NC1 panel: 0.315 of raw CDNV over the 230 models, 0.916 of log CDNV."""
+    corr = correlate(published.load_published(PUBLISHED), permutations=100)
+    assert corr.n_models == 230
+    assert corr.metrics["nc1_cdnv"].r2 == pytest.approx(0.315, abs=5e-4)
+    assert corr.metrics["nc1_cdnv"].r2_plotted == pytest.approx(0.916, abs=5e-4)
+
+
+@needs_published
+def test_table1_as_a_command(capsys, caplog):
+    """`analyze --published … --select '02x0768_01d*'` is Table 1: the 21 seeds, R² to the
+    paper's digits, NC1 significant at 0.05 with the default 10⁵ permutations."""
+    argv = ["analyze", "--published", PUBLISHED, "--select", "02x0768_01d*", "--json"]
+    caplog.set_level(logging.INFO)
+    code, out, err = run_cli(argv, capsys)
+    assert code == 0, err
+    js = json.loads(out)
+    assert js["n_models"] == 21 and js["permutations"] == 100_000
+    for name, r2, _ in TABLE1:
+        assert js["metrics"][name]["r2"] == pytest.approx(r2, abs=5e-7), name
+    nc1 = js["metrics"]["nc1_cdnv"]
+    assert nc1["p_value"] < 0.05 and nc1["p_se"] < 0.0011  # 0.0482 ± 0.0010 (paper: 0.0485)
+    assert nc1["p_se"] == pytest.approx(math.sqrt(nc1["p_value"] * (2 - nc1["p_value"]) / 1e5))
+    assert "--select 02x0768_01d*: 21 of 230 models" in caplog.text
+
+
+def test_select_by_run_name_and_several_globs(tmp_path):
+    table = small_table().assign(run=["r1", "r1", "r2", "r3", "r3"])
+    path = tmp_path / "t.csv"
+    table.to_csv(path, index=False)
+    corr = analyze(AnalyzeConfig([path], select=["r1", "e"], permutations=10))
+    assert corr.n_models == 3
+    with pytest.raises(UserError, match="matches none of the 5 models"):
+        analyze(AnalyzeConfig([path], select=["zz*"], permutations=10))
+
+
+@pytest.mark.skipif(not LATER.is_file(), reason="published data absent")
+def test_the_later_table_is_read_with_its_dot_products_named_as_such():
+    """lc-2024_10_24.csv: variances become stds, its interfere_* (raw dot products of
+    centred means) keep a name of their own, and the values it shares with the
+    2024-05 table agree: CDNV and agreement exactly, log norms once their squared norms
+    are halved."""
+    raw = pd.read_csv(LATER)
+    later = published.load_published(LATER)
+    row, mine = raw.iloc[0], later.iloc[0]
+    assert mine["nc2_interference_dot_mean"] == row.interfere_mean
+    assert mine["nc2_interference_dot_std"] == pytest.approx(math.sqrt(row.interfere_var))
+    assert "nc2_interference_mean" not in later and "nc2_equiangular_cov" not in later
+    assert mine["gnc2_uniformity_cov"] == pytest.approx(
+        math.sqrt(row.log_kern_var) / row.log_kern_mean
+    )
+    assert mine["nc3_zhu_error"] == row.dual_error and mine["nc2_etf_error"] == row.etf_error
+    assert mine["nc3_distance_mean"] == row.dists_mean
+    assert mine["nc3_dot_std"] == pytest.approx(math.sqrt(row.simdot_var))
+    earlier = published.load_published(PUBLISHED)
+    both = later.merge(earlier, on="model", suffixes=("", "_may"))
+    assert len(both) == 230
+    for name in ("nc1_cdnv", "nc4_agreement", "val_loss", "nc2_norm_mean", "nc2_equinorm_cov"):
+        ours, theirs = both[name].to_numpy(), both[f"{name}_may"].to_numpy()
+        assert ours == pytest.approx(theirs, rel=1e-5), name  # float32 in their tables
+    assert set(both["source"]) == {"lc-2024_10_24"}
+
+
+@pytest.mark.skipif(not LATER.is_file(), reason="published data absent")
+def test_analyze_reads_both_published_tables(tmp_path, capsys):
+    for table in (PUBLISHED, LATER):
+        code, out, err = run_cli(
+            ["analyze", "--published", table, "--permutations", 100, "--json"], capsys
+        )
+        assert code == 0, err
+        assert json.loads(out)["n_models"] == 230
