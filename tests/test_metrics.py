@@ -319,3 +319,27 @@ def test_property_relabel_and_translate_invariance(seed, offset, c):
         "nc2_etf_error",
     ):
         assert b[key] == pytest.approx(a[key], rel=1e-6, abs=1e-9), key
+
+
+@pytest.mark.parametrize("tile", [1, 7, 1024])
+def test_cdnv_control_is_the_k0_cdnv_and_scale_invariant(tile):
+    """--cdnv-control: nc1_cdnv_k0 equals the brute-force k = 0 CDNV (degenerate pairs
+    left out as for k = 2, any tiling) and does not move when every embedding is scaled,
+    while the k = 2 CDNV falls as 1/α²; without it, or at k = 0, there is no such key."""
+    z, sigma2 = awkward_means()
+    want = pairwise_reference(z, sigma2, 0.0)["cdnv"]
+    got = pairwise_metrics(
+        torch.as_tensor(z), torch.as_tensor(sigma2), cdnv_power=2.0, tile=tile, control=True
+    )
+    assert got.cdnv_control.value == pytest.approx(want[0], rel=1e-9)
+    assert got.cdnv_control.std == pytest.approx(want[1], rel=1e-9)
+    counts, means, m2, _ = random_case(3, near=False)
+    small = measure(stats_from(counts, means, m2), cdnv_control=True, tile=tile).metrics
+    big = measure(stats_from(counts, means * 10, m2 * 100), cdnv_control=True, tile=tile).metrics
+    assert big["nc1_cdnv_k0"] == pytest.approx(small["nc1_cdnv_k0"], rel=1e-10)
+    assert big["nc1_cdnv"] == pytest.approx(small["nc1_cdnv"] / 100, rel=1e-10)
+    k0 = measure(stats_from(counts, means, m2), Convention(cdnv_power=0)).metrics["nc1_cdnv"]
+    assert small["nc1_cdnv_k0"] == pytest.approx(k0, rel=1e-12)
+    assert "nc1_cdnv_k0" not in measure(stats_from(counts, means, m2)).metrics
+    galanti = measure(stats_from(counts, means, m2), Convention(cdnv_power=0), cdnv_control=True)
+    assert "nc1_cdnv_k0" not in galanti.metrics

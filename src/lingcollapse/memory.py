@@ -63,19 +63,25 @@ def gib(n: int | float) -> str:
 TILE_BUFFERS = 4
 
 
-def tile_bytes(tile: int, classes: int | None = None) -> int:
-    """The pairwise pass's working set: 4 float64 tiles of t × t (t ≤ C)."""
+def tile_bytes(tile: int, classes: int | None = None, control: bool = False) -> int:
+    """The pairwise pass's working set: 4 float64 tiles of t × t (t ≤ C); 5 with the
+    scale-invariant CDNV control (``measure --cdnv-control``)."""
     t = tile if classes is None else min(tile, classes)
-    return TILE_BUFFERS * F64 * t * t
+    return (TILE_BUFFERS + int(control)) * F64 * t * t
 
 
 def measure_device_bytes(
-    classes: int, dim: int, tile: int, classifier: bool = True, covariance: bool = False
+    classes: int,
+    dim: int,
+    tile: int,
+    classifier: bool = True,
+    covariance: bool = False,
+    control: bool = False,
 ) -> int:
     """Peak of :func:`lingcollapse.metrics.compute.measure` on its device beyond its
     inputs: Z (C, d) float64 throughout, plus the largest phase."""
     z = F64 * classes * dim  # (C, d)
-    phases = [z, tile_bytes(tile, classes)]  # a (C, d) temporary (‖z_c‖, ETF); the tiles
+    phases = [z, tile_bytes(tile, classes, control)]  # a (C, d) temporary; the tiles
     if classifier:
         phases.append(2 * z)  # W_S (C, d) in float64 and W_S ⊙ Z (Zhu's NC3)
     if covariance:
@@ -93,6 +99,7 @@ def measure_bytes(
     validation: bool = False,
     ood: bool = False,
     gpu: bool = False,
+    control: bool = False,
 ) -> Footprint:
     """Peak of ``lingcollapse measure``: the loaded inputs on the CPU, and the work of
     :func:`measure_device_bytes` on the CPU or the GPU."""
@@ -100,7 +107,7 @@ def measure_bytes(
     inputs = stats + (4 * vocab * dim if classifier else 0)  # float32 head (V, d)
     inputs += 5 * F64 * vocab if validation else 0  # five (V,) counters
     inputs += 2 * F64 * vocab * (dim + 2) if ood else 0  # its stats and one (V, d) product
-    work = measure_device_bytes(classes, dim, tile, classifier, covariance)
+    work = measure_device_bytes(classes, dim, tile, classifier, covariance, control)
     host = PROCESS_BYTES + ALLOCATOR_SLACK + inputs
     if gpu:  # the (C, d) rows are gathered on the CPU before they are moved
         return Footprint(host + F64 * classes * dim, work)

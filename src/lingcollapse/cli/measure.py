@@ -47,6 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--min-count", type=int, help="leave out classes with fewer train samples (default 1)"
     )
     p.add_argument("--cdnv-power", type=float, help="k of Eq. 4 (default 2; 0 = Galanti's)")
+    p.add_argument(
+        "--cdnv-control",
+        action="store_true",
+        help="also nc1_cdnv_k0, the CDNV with k = 0: unlike k = 2 it does not change when "
+        "every embedding is scaled (one more pass over each pairwise tile)",
+    )
     p.add_argument("--tokenizer", help="tokenizer to decode token ids (default: the run's)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument(

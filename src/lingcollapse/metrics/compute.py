@@ -290,20 +290,25 @@ def measure(
     tokens: dict[int, str] | None = None,
     device: str | torch.device = "cpu",
     tile: int | None = None,
+    cdnv_control: bool = False,
 ) -> Measured:
     """All metrics of DESIGN §3 (Eq. 2–11) and the per-class table. ``tile`` of the
-    pairwise pass: None for the default, made smaller when free memory asks for it."""
+    pairwise pass: None for the default, made smaller when free memory asks for it.
+    ``cdnv_control`` adds ``nc1_cdnv_k0``, Eq. 4 with k = 0: the scale-invariant control
+    of a k = 2 CDNV, which scales as 1/α² when every embedding is scaled by α."""
     conv = conv or Convention()
     device = torch.device(device)
     _check_memory(train, conv, classifier is not None, device)
     g = geometry(train, conv, device)
-    tile = fit_tile(tile, g.z.shape[0], device)
-    pair = pairwise_metrics(g.z, g.sigma2, conv.cdnv_power, tile)
+    control = cdnv_control and conv.cdnv_power != 0.0
+    tile = fit_tile(tile, g.z.shape[0], device, control)
+    pair = pairwise_metrics(g.z, g.sigma2, conv.cdnv_power, tile, control)
     metrics = {
         "n_classes": g.z.shape[0],
         "n_samples": train.n_samples,
         "dim": train.dim,
         "nc1_cdnv": pair.cdnv.value,
+        **({} if pair.cdnv_control is None else {"nc1_cdnv_k0": pair.cdnv_control.value}),
         **covariance_metrics(train, g),
         **norm_metrics(g),
         "nc2_interference_mean": pair.interference.value,
@@ -340,20 +345,20 @@ def _check_memory(train: ClassStats, conv: Convention, classifier: bool, device)
     )
 
 
-def fit_tile(tile: int | None, classes: int, device: torch.device) -> int:
+def fit_tile(tile: int | None, classes: int, device: torch.device, control: bool = False) -> int:
     """The pairwise pass's tile: ``tile`` if its buffers fit in free memory (else a
     :class:`UserError`); None: the default, halved until it fits, which leaves every
     metric the same to rounding (the tiles only order the sums)."""
     free = memory.available_bytes(device)
     if tile is None:
         tile = DEFAULT_TILE
-        while tile > MIN_TILE and memory.tile_bytes(tile, classes) > free:
+        while tile > MIN_TILE and memory.tile_bytes(tile, classes, control) > free:
             tile //= 2
         if tile < DEFAULT_TILE:
             log.info("tile of %d classes, to fit the %s free on %s", tile, memory.gib(free), device)
-    need = memory.tile_bytes(tile, classes)
+    need = memory.tile_bytes(tile, classes, control)
     if need > free:
-        unit = memory.tile_bytes(1)
+        unit = memory.tile_bytes(1, control=control)
         fits = 2 ** int(math.log2(math.sqrt(free / unit))) if free >= unit else 0
         fix = f"lower --tile (e.g. {fits})" if MIN_TILE <= fits < tile else "free some memory"
         memory.check_fits(need, device, f"a tile of {tile:,} classes", fix, free)

@@ -56,6 +56,7 @@ class MeasureConfig:
     tokenizer: str | None = None  # the run's, else token ids only
     device: str = "auto"
     tile: int | None = None  # 1024, or less to fit free memory
+    cdnv_control: bool = False  # also nc1_cdnv_k0, the scale-invariant CDNV (k = 0)
     out: Path | None = None  # the run dir (the parent of stats/), else the stats' dir
 
     def __post_init__(self) -> None:
@@ -108,7 +109,15 @@ def measure_files(cfg: MeasureConfig) -> MeasureOutcome:
         warnings.simplefilter("always")
         tokens = _tokens(cfg.tokenizer, run_dir, train.vocab_size)
         result = measure(
-            train, conv, classifier, validation, ood, tokens=tokens, device=device, tile=cfg.tile
+            train,
+            conv,
+            classifier,
+            validation,
+            ood,
+            tokens=tokens,
+            device=device,
+            tile=cfg.tile,
+            cdnv_control=cfg.cdnv_control,
         )
     measured = result.metrics
     if tag:  # the head on an inner layer's states is no loss of the model's
@@ -231,6 +240,15 @@ def _identity(run_dir: Path, meta: dict) -> dict:
 
 def _tokens(source: str | None, run_dir: Path, vocab_size: int) -> dict[int, str] | None:
     """Decoded text of every token id, if a tokenizer can be found offline."""
+    tok = local_tokenizer(run_dir, source)
+    if tok is None:
+        return None
+    return {i: tok.decode([i]) for i in range(min(vocab_size, len(tok)))}
+
+
+def local_tokenizer(run_dir: Path, source: str | None = None):
+    """The tokenizer ``source`` names, else the run's (its model dir's, or
+    ``RUN/tokenizer``) if one is there; None when the run has none."""
     model = model_dir_of(run_dir)
     candidates = (
         [source] if source else [str(model or run_dir / "model"), str(run_dir / "tokenizer")]
@@ -241,11 +259,8 @@ def _tokens(source: str | None, run_dir: Path, vocab_size: int) -> dict[int, str
         try:
             from transformers import AutoTokenizer
 
-            tok = AutoTokenizer.from_pretrained(cand)
+            return AutoTokenizer.from_pretrained(cand)
         except Exception:  # no tokenizer files there: fall back to ids
             if source:
                 raise UserError(f"cannot load tokenizer {source!r}; pass a tokenizer dir") from None
-            continue
-        n = min(vocab_size, len(tok))
-        return {i: tok.decode([i]) for i in range(n)}
     return None

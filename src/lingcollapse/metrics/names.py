@@ -11,6 +11,7 @@ from __future__ import annotations
 # name: (direction, short description with the paper's equation)
 METRICS: dict[str, tuple[int, str]] = {
     "nc1_cdnv": (-1, "NC1 class-distance normalized variance (Eq. 4)"),
+    "nc1_cdnv_k0": (-1, "NC1 CDNV with k = 0, scale-invariant (Eq. 4, --cdnv-control)"),
     "nc1_covariance_ratio": (-1, "NC1 tr(Σ_W Σ_B⁺)/C (Papyan)"),
     "nc1_quotient": (-1, "NC1 tr(Σ_W)/tr(Σ_B) (Tirer)"),
     "nc2_norm_mean": (0, "mean log ‖μ_c − μ̄‖ (Eq. 5)"),

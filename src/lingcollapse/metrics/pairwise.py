@@ -86,6 +86,7 @@ class PairwiseResult:
     row_cdnv: Tensor  # (C,)
     row_interference: Tensor  # (C,)
     row_logkernel: Tensor  # (C,)
+    cdnv_control: Moments | None = None  # Eq. 4 with k = 0 (scale-invariant), if asked
 
 
 class _Quantity:
@@ -162,9 +163,13 @@ class _Workspace:
     would page-fault its 8·t² bytes every time, which costs as much as several passes
     over it. Views of the flat buffers are contiguous (a, b)."""
 
-    def __init__(self, tile: int, device: torch.device) -> None:
-        flat = [torch.empty(tile * tile, dtype=torch.float64, device=device) for _ in "gdc"]
-        self.tiles = flat  # the Gram tile (→ −cos), ‖z_i − z_j‖² (→ log kernel), the CDNV
+    def __init__(self, tile: int, device: torch.device, control: bool = False) -> None:
+        flat = [
+            torch.empty(tile * tile, dtype=torch.float64, device=device)
+            for _ in range(4 if control else 3)
+        ]
+        # the Gram tile (→ −cos), ‖z_i − z_j‖² (→ log kernel), the CDNV (and its control)
+        self.tiles = flat
         # Diagonal tiles leave out their lower triangle and diagonal (not pairs c < c').
         self.lower = torch.ones(tile, tile, dtype=torch.bool, device=device).tril_()
         self.ramp = torch.arange(tile, dtype=torch.float64, device=device)  # (t,)
@@ -179,19 +184,26 @@ class _Workspace:
 
 
 def pairwise_metrics(
-    z: Tensor, sigma2: Tensor, cdnv_power: float = 2.0, tile: int = DEFAULT_TILE
+    z: Tensor,
+    sigma2: Tensor,
+    cdnv_power: float = 2.0,
+    tile: int = DEFAULT_TILE,
+    control: bool = False,
 ) -> PairwiseResult:
     """CDNV (Eq. 4), interference (Eq. 6) and log kernel (Eq. 7) over all pairs c < c'.
 
     ``z`` (C, d) float64 centred class means, ``sigma2`` (C,) within-class variances (Eq. 3).
-    The CDNV of a pair is ``(σ_c² + σ_c'²) / (2 ‖μ_c − μ_c'‖^(2+k))`` with k = ``cdnv_power``.
+    The CDNV of a pair is ``(σ_c² + σ_c'²) / (2 ‖μ_c − μ_c'‖^(2+k))`` with k = ``cdnv_power``;
+    with ``control`` also with k = 0, which, unlike k = 2, does not change when every
+    embedding is scaled (one more pass over each tile and a fourth tile buffer).
     """
     c = z.shape[0]
     tile = min(tile, c)
-    work = _Workspace(tile, z.device)
+    control = control and cdnv_power != 0.0
+    work = _Workspace(tile, z.device, control)
     norm = torch.linalg.vector_norm(z, dim=1)  # (C,), with no (C, d) temporary
     norm2, inv = norm.square(), 1.0 / norm
-    acc = _Accumulators(c, z.device, cdnv_power)
+    acc = _Accumulators(c, z.device, cdnv_power, control)
     for i0 in range(0, c, tile):
         i = slice(i0, min(i0 + tile, c))
         for j0 in range(i0, c, tile):
@@ -203,10 +215,11 @@ def pairwise_metrics(
 
 
 class _Accumulators:
-    def __init__(self, c: int, device: torch.device, power: float) -> None:
+    def __init__(self, c: int, device: torch.device, power: float, control: bool) -> None:
         self.power = power
         # Raw per-pair values; result() maps them to the metrics (see _tile).
         self.cdnv, self.cos, self.log = (_Quantity(c, device) for _ in range(3))
+        self.control = _Quantity(c, device) if control else None
         self.n_degenerate = 0
         self.n_degenerate_dir = 0
 
@@ -224,13 +237,14 @@ class _Accumulators:
             row_cdnv,
             row_interference,
             row_logkernel,
+            None if self.control is None else self.control.result(0.5)[0],
         )
 
 
 def _tile(acc, work, i, j, tiles, z, norm2, inv, sigma2) -> None:
     """All pairwise quantities of one tile, every (a, b) op in place in ``tiles``: the
     Gram tile (which becomes −cos) and two buffers."""
-    gram, dist2, cdnv = tiles
+    gram, dist2, cdnv = tiles[:3]
     a, b = gram.shape
     # ‖z_i − z_j‖² = ‖z_i‖² + ‖z_j‖² − 2⟨z_i, z_j⟩   (a, b)
     torch.add(norm2[j].unsqueeze(0), gram, alpha=-2.0, out=dist2).add_(norm2[i].unsqueeze(1))
@@ -245,6 +259,9 @@ def _tile(acc, work, i, j, tiles, z, norm2, inv, sigma2) -> None:
 
     # Eq. 4 without its ½: (σ_i² + σ_j²) / ‖z_i − z_j‖^(2+k)
     torch.add(sigma2[i].unsqueeze(1), sigma2[j].unsqueeze(0), out=cdnv)
+    if acc.control is not None:  # k = 0: (σ_i² + σ_j²) / ‖z_i − z_j‖²
+        ctl = torch.div(cdnv, dist2, out=tiles[3])
+        acc.control.add(i, j, ctl, per_row, lower, search=near is not None)
     cdnv.mul_(dist2.pow_(-1.0 - acc.power / 2.0))  # pow(−2) is 1/(x·x) for k = 2
     acc.n_degenerate += acc.cdnv.add(i, j, cdnv, per_row, lower, search=near is not None)
     log = torch.log1p(neg_cos, out=dist2)  # log(1 − cos) = log(‖ẑ_i − ẑ_j‖² / 2)
