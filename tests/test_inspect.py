@@ -50,14 +50,57 @@ def make_run(tmp_path, with_stats=True):
     return run, counts, means, classes
 
 
-def test_find_tokens_with_and_without_space(tmp_path):
+def test_find_tokens_exact_text_first_then_without_space(tmp_path):
     run, *_ = make_run(tmp_path)
     classes = inspect.load_classes(run)
-    got = inspect.find_tokens(classes, ["bank", "Tim"])
-    assert list(got["token_id"]) == [1, 2, 3]  # " bank" and "bank", then " Tim"
+    assert list(inspect.find_tokens(classes, ["bank"])["token_id"]) == [2]  # not " bank"
+    assert list(inspect.find_tokens(classes, [" bank"])["token_id"]) == [1]
+    assert list(inspect.find_tokens(classes, ["Tim"])["token_id"]) == [3]  # " Tim" only
     assert list(inspect.find_tokens(classes, [" the", "7"])["token_id"]) == [5, 7]
     with pytest.raises(UserError, match=r"'Tom' \(did you mean 'Tim'\?\)"):
         inspect.find_tokens(classes, ["Tom"])
+
+
+class Pieces:
+    """A tokenizer that splits every word into its letters."""
+
+    def encode(self, word, add_special_tokens=False):
+        return [ord(ch) for ch in word]
+
+    def decode(self, ids):
+        return "".join(map(chr, ids))
+
+
+def test_a_word_the_tokenizer_splits_is_named_with_its_pieces(tmp_path):
+    run, *_ = make_run(tmp_path)
+    classes = inspect.load_classes(run)
+    with pytest.raises(UserError, match=r"'Tom' is not one token: .* 'T' \+ 'o' \+ 'm'"):
+        inspect.find_tokens(classes, ["Tom"], lambda: Pieces())
+    assert list(inspect.find_tokens(classes, ["Anna"], lambda: 1 / 0)["token_id"]) == [4]
+
+
+def test_ids_choose_token_ids_in_order(tmp_path, capsys):
+    run, *_ = make_run(tmp_path)
+    classes = inspect.load_classes(run)
+    assert list(inspect.find_ids(classes, [5, 0, 5])["token_id"]) == [5, 0]
+    with pytest.raises(UserError, match=r"token id\(s\) 6, 8 not among the 7 measured classes"):
+        inspect.find_ids(classes, [6, 8])
+    assert main(["inspect", str(run), "--ids", "0", "--neighbours", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "'<eos>'" in out and "most interfering with token 0" in out
+
+
+def test_scaled_norm_of_table_4(tmp_path, capsys):
+    """Table 4's scaled norm ‖μ_c − μ̄‖/√d, beside the log norm, when measure recorded d."""
+    run, _, _, classes = make_run(tmp_path)
+    assert "norm_scaled" not in inspect.with_scaled_norm(classes, run)  # no dim recorded
+    (run / "metrics.json").write_text(json.dumps({"min_count": 1, "dim": D}))
+    scaled = inspect.with_scaled_norm(classes, run)
+    assert list(scaled.columns).index("norm_scaled") == list(scaled.columns).index("log_norm") + 1
+    assert scaled["norm_scaled"].tolist() == pytest.approx(np.exp(classes["log_norm"]) / 2.0)
+    assert main(["inspect", str(run), "--tokens", "Anna", " the"]) == 0
+    out = capsys.readouterr().out
+    assert "norm_scaled" in out and "neighbours are listed for one token at a time" in out
 
 
 def test_average_and_extremes(tmp_path):

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,8 @@ COLUMNS = (
     "val_count",
     "agreement_rate",
 )
+# What `inspect` shows: the table's columns, with Table 4's scaled norm by the log norm.
+SHOWN = (*COLUMNS[:5], "norm_scaled", *COLUMNS[5:])
 AVERAGE = "(avg)"
 
 
@@ -59,17 +63,25 @@ def _texts(classes: pd.DataFrame) -> pd.Series:
     return classes["token"].astype("string").fillna("")
 
 
-def find_tokens(classes: pd.DataFrame, words: list[str]) -> pd.DataFrame:
-    """Rows whose decoded text is a word, with or without a leading space (BPE ' bank').
+def find_tokens(
+    classes: pd.DataFrame, words: list[str], load_tokenizer: Callable[[], Any] | None = None
+) -> pd.DataFrame:
+    """Rows whose decoded text is a word: the exact text when a class has it (``' the'``
+    is ``' the'``, not also ``'the'``), else the texts that equal it up to a leading
+    space (BPE ``' bank'`` and ``'bank'``).
 
-    A word that matches no text but is an integer is taken as a token id. Unknown words
-    are one error listing close matches.
+    A word that matches no text but is an integer is taken as a token id (``--ids``
+    chooses ids without that doubt). Unknown words are one error listing close matches,
+    and the pieces the tokenizer splits a word into (``load_tokenizer`` gives it, or
+    None; called only when a word is unknown).
     """
     texts = _texts(classes)
     stripped = texts.str.lstrip(" Ġ▁")  # spaces as decoded, GPT-2 Ġ, SentencePiece ▁
     picked, unknown = [], []
     for word in words:
-        hit = (texts == word) | (stripped == word.lstrip(" "))
+        hit = texts == word
+        if not hit.any():
+            hit = stripped == word.lstrip(" ")
         if not hit.any() and word.strip().lstrip("-").isdigit():
             hit = classes["token_id"] == int(word)
         if hit.any():
@@ -77,18 +89,48 @@ def find_tokens(classes: pd.DataFrame, words: list[str]) -> pd.DataFrame:
         else:
             unknown.append(word)
     if unknown:
-        raise UserError(_unknown_message(unknown, stripped))
+        tokenizer = load_tokenizer() if load_tokenizer is not None else None
+        raise UserError(_unknown_message(unknown, stripped, tokenizer))
     return classes.iloc[list(dict.fromkeys(picked))]
 
 
-def _unknown_message(unknown: list[str], stripped: pd.Series) -> str:
+def find_ids(classes: pd.DataFrame, token_ids: list[int]) -> pd.DataFrame:
+    """Rows of the given token ids, in the order asked; an id that is not a measured
+    class (never seen in training, or below ``--min-count``) is one error."""
+    where = {int(t): i for i, t in enumerate(classes["token_id"])}
+    missing = [t for t in token_ids if t not in where]
+    if missing:
+        ids = ", ".join(map(str, missing))
+        raise UserError(
+            f"token id(s) {ids} not among the {len(classes):,} measured classes (a class needs "
+            "train samples, at least measure's --min-count); list some with --top K"
+        )
+    return classes.iloc[list(dict.fromkeys(where[t] for t in token_ids))]
+
+
+def _unknown_message(unknown: list[str], stripped: pd.Series, tokenizer=None) -> str:
     choices = sorted(set(stripped.dropna().tolist()))
     parts = []
     for word in unknown:
+        pieces = _pieces(tokenizer, word)
+        if pieces:
+            parts.append(
+                f"{word!r} is not one token: the tokenizer splits it into "
+                f"{' + '.join(repr(p) for p in pieces)} (inspect those pieces, or --ids)"
+            )
+            continue
         close = difflib.get_close_matches(word.strip(), choices, n=3, cutoff=0.6)
         hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
         parts.append(f"{word!r}{hint}")
     return f"token(s) not among the measured classes: {'; '.join(parts)}"
+
+
+def _pieces(tokenizer, word: str) -> list[str]:
+    """The texts of the tokens ``word`` encodes to, if more than one (else [])."""
+    if tokenizer is None:
+        return []
+    ids = tokenizer.encode(word, add_special_tokens=False)
+    return [tokenizer.decode([i]) for i in ids] if len(ids) > 1 else []
 
 
 def extremes(classes: pd.DataFrame, column: str, k: int, largest: bool) -> pd.DataFrame:
@@ -102,6 +144,21 @@ def extremes(classes: pd.DataFrame, column: str, k: int, largest: bool) -> pd.Da
         raise UserError(f"--top/--bottom must be positive, not {k}")
     ranked = classes.dropna(subset=[column])
     return ranked.nlargest(k, column) if largest else ranked.nsmallest(k, column)
+
+
+def with_scaled_norm(classes: pd.DataFrame, run: Path) -> pd.DataFrame:
+    """Add Table 4's scaled norm ``norm_scaled`` = ‖μ_c − μ̄‖ / √d (Eq. 5 scaled by the
+    width; the paper's average over 12x1024_10L's tokens is 106.8762) from ``log_norm``
+    and the width measure recorded in ``metrics.json`` (left out when it did not)."""
+    path = Path(run) / "metrics.json"
+    data = read_json(path, "run `lingcollapse measure` again") if path.is_file() else {}
+    dim = data.get("dim") if isinstance(data, dict) else None
+    if "log_norm" not in classes.columns or not isinstance(dim, int) or dim < 1:
+        return classes
+    at = classes.columns.get_loc("log_norm") + 1
+    out = classes.copy()
+    out.insert(at, "norm_scaled", np.exp(out["log_norm"].to_numpy(float)) / math.sqrt(dim))
+    return out
 
 
 def average_row(classes: pd.DataFrame) -> pd.Series:

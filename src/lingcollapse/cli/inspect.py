@@ -16,7 +16,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", type=Path, help="run dir holding classes.parquet (from measure)")
     pick = p.add_mutually_exclusive_group(required=True)
-    pick.add_argument("--tokens", nargs="+", metavar="WORD", help="token texts (or ids)")
+    pick.add_argument(
+        "--tokens",
+        nargs="+",
+        metavar="WORD",
+        help="token texts: the exact text first (' the'), else up to a leading space; a "
+        "number that is no token's text is taken as an id",
+    )
+    pick.add_argument("--ids", nargs="+", type=int, metavar="ID", help="token ids")
     pick.add_argument("--top", type=int, metavar="K", help="the K largest values of --by")
     pick.add_argument("--bottom", type=int, metavar="K", help="the K smallest values of --by")
     p.add_argument(
@@ -33,24 +40,31 @@ def run(args: argparse.Namespace) -> int:
 
     from lingcollapse.analysis import inspect
     from lingcollapse.errors import UserError
+    from lingcollapse.metrics.job import local_tokenizer
 
     if args.neighbours < 1:
         raise UserError(f"--neighbours must be positive, not {args.neighbours}")
-    classes = inspect.load_classes(args.run)
-    if args.tokens:
-        rows = inspect.find_tokens(classes, args.tokens)
+    classes = inspect.with_scaled_norm(inspect.load_classes(args.run), args.run)
+    if args.tokens or args.ids:
+        rows = (
+            inspect.find_tokens(classes, args.tokens, lambda: local_tokenizer(args.run))
+            if args.tokens
+            else inspect.find_ids(classes, args.ids)
+        )
         title = f"{len(rows)} token(s) of {args.run}"
     else:
         k = args.top if args.top is not None else args.bottom
         rows = inspect.extremes(classes, args.by, k, largest=args.top is not None)
         title = f"{'top' if args.top is not None else 'bottom'} {k} by {args.by} in {args.run}"
-    cols = [c for c in inspect.COLUMNS if c in classes.columns]
+    cols = [c for c in inspect.SHOWN if c in classes.columns]
     extra = [args.by] if args.by in classes.columns and args.by not in cols else []
     shown = pd.concat([rows[cols + extra], inspect.average_row(classes).to_frame().T[cols + extra]])
     print(f"{title} ({len(classes):,} classes; last row: the average token)")
     print(inspect.format_table(shown))
-    if args.tokens and len(rows) == 1:
+    if (args.tokens or args.ids) and len(rows) == 1:
         _print_neighbours(args, int(rows["token_id"].iloc[0]), classes)
+    elif args.tokens or args.ids:
+        print(f"\n(neighbours are listed for one token at a time; {len(rows)} were chosen)")
     return 0
 
 
