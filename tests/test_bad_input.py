@@ -692,6 +692,8 @@ ANALYZE = {
     "run whose metrics.json is a list": lambda a, t: analyze(t, run_with_metrics(t, "[1, 2]")),
     "--target missing": lambda a, t: analyze(t, a.table, "--target", "val_los"),
     "--permutations 0": lambda a, t: ["analyze", a.table, "--permutations", 0],
+    "--select matching no model": lambda a, t: analyze(t, a.table, "--select", "zz*"),
+    "--select empty": lambda a, t: analyze(t, a.table, "--select", " "),
     "two models": lambda a, t: analyze(t, table_with(a, t, lambda df: df.head(2))),
     "text in a metric cell": lambda a, t: analyze(
         t, table_with(a, t, with_cell("nc1_cdnv", 1, "oops"))
@@ -749,6 +751,8 @@ INSPECT = {
     "--by a text column": lambda a, t: inspect(a.run, "--top", 3, "--by", "token"),
     "--neighbours 0": lambda a, t: inspect(a.run, "--tokens", one_token(a), "--neighbours", 0),
     "unknown token": lambda a, t: inspect(a.run, "--tokens", "zzzqqq"),
+    "--ids not a measured class": lambda a, t: inspect(a.run, "--ids", 10**9),
+    "--ids not a number": lambda a, t: inspect(a.run, "--ids", "the"),
     "garbled train stats (neighbours)": lambda a, t: inspect(
         run_copy(a, t, stats=np.random.default_rng(3).bytes(999)), "--tokens", one_token(a)
     ),

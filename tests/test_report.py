@@ -45,10 +45,13 @@ def test_report_is_self_contained_and_has_the_tables(tmp_path, capsys):
         assert f"<td>{_num(values['r2'], 6)}</td>" in page
     for model in table["model"]:
         assert f">{model}<" in page
-    assert page.count("src='data:image/png;base64,") == 7  # fig 1–3, 5, seeds, 2 scaling
+    # fig 1–3, 5, 20–22, 27–28, seeds, weight decay, 2 scaling
+    assert page.count("src='data:image/png;base64,") == 13
     assert "<h3>Figure 5: collapse over training</h3>" in page
     assert "<h3>Training</h3>" not in page  # no run was measured at two epochs
-    assert "Fixed architecture, 4 seeds" in page
+    assert "Table 1: a fixed architecture, 4 seeds" in page
+    assert "<h2>Findings: which of the paper's claims hold here</h2>" in page
+    assert "NC1 (CDNV) is stronger with β = 0.1 than with β = 0.0005" in page
     assert "Run configurations" in page and "&quot;lr&quot;: 0.001" in page
     assert "↓" in page and "Eq. 4" in page
 

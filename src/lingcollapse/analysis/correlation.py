@@ -1,10 +1,25 @@
 """Correlation of every metric with generalization across models (§3.8, Table 1).
 
-For each metric column: Pearson's r with the target, R² = r², and the two-sided
-permutation-test p-value of r (``scipy.stats.permutation_test``, ``'pairings'``: the
-metric values are re-paired with the targets at random). All metrics observed on the
-same models are tested in one call, vectorized over metrics and resamples, and every
-call draws the same seeded permutations, so the p-values are reproducible.
+For each metric column: Pearson's r with the target, R² = r² (Table 1's, of the raw
+values), the R² of the coordinates the figures plot (``r2_plotted``: of log10 x for the
+metrics drawn on a log axis, e.g. CDNV, "average (logarithmic) CDNV" in Figure 1),
+``collapse_r``, Pearson's r of the collapse score (larger: more collapse, see
+:func:`.directions.collapse_score`) with the target, whose sign says whether collapse
+goes with better or worse generalization, and the two-sided permutation-test p-value of
+r (``scipy.stats.permutation_test``, ``'pairings'``: the metric values are re-paired
+with the targets at random). All metrics
+observed on the same models are tested in one call, vectorized over metrics and
+resamples, and every call draws the same seeded permutations, so the p-values are
+reproducible.
+
+How exact a p-value is:
+
+- With n models and N ≥ n! permutations asked, the test enumerates all n! pairings and
+  is exact (``p_se`` = 0); its smallest attainable two-sided p is 2/n! (4 models: 0.083,
+  so nothing is significant at 0.05 however strong the correlation).
+- Otherwise N random pairings estimate it: p = 2 min(p₋, p₊) with p± = (#{r* ≷ r} + 1) /
+  (N + 1), never below 2/(N + 1), with Monte-Carlo standard error
+  ``p_se`` = √(p (2 − p) / N) (the binomial error of the one-sided p/2, doubled).
 """
 
 from __future__ import annotations
@@ -14,13 +29,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from lingcollapse.analysis.directions import METRICS, is_metric
+from lingcollapse.analysis import DEFAULT_PERMUTATIONS
+from lingcollapse.analysis.directions import (
+    METRICS,
+    collapse_score,
+    has_direction,
+    is_metric,
+    plotted,
+)
 from lingcollapse.analysis.table import numeric_column
 from lingcollapse.errors import UserError
 
-DEFAULT_PERMUTATIONS = 10_000
 # Resamples per statistic call, sized so one batch stays near 32 MB of float64.
 _BATCH_ELEMENTS = 4_000_000
 
@@ -28,9 +48,18 @@ _BATCH_ELEMENTS = 4_000_000
 @dataclass
 class Correlation:
     pearson_r: float
-    r2: float
+    r2: float  # of the raw values (Table 1)
     p_value: float
     n: int
+    r2_plotted: float = math.nan  # of the coordinates the figures draw
+    log_axis: bool = False  # plotted as log10 of the metric
+    p_se: float = math.nan  # Monte-Carlo standard error of p_value (0: exact)
+    p_min: float = math.nan  # the smallest p the test can give with n models
+    collapse_r: float = math.nan  # r of the collapse score (larger: more collapse), if any
+
+    @property
+    def exact(self) -> bool:
+        return self.p_se == 0.0
 
 
 @dataclass
@@ -43,19 +72,37 @@ class Correlations:
     notes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict:
-        """The ``analyze --json`` object of DESIGN §5 (NaN written as null)."""
+        """The ``analyze --json`` object of DESIGN §5 (NaN written as null), with the
+        test's settings and, per metric, the plotted R² and the p-value's precision."""
         return {
             "target": self.target,
             "n_models": self.n_models,
+            "permutations": self.permutations,
+            "seed": self.seed,
             "metrics": {
                 name: {
                     "r2": _finite(c.r2),
                     "pearson_r": _finite(c.pearson_r),
                     "p_value": _finite(c.p_value),
+                    "p_se": _finite(c.p_se),
+                    "p_min": _finite(c.p_min),
+                    "exact": c.exact,
+                    "r2_plotted": _finite(c.r2_plotted),
+                    "plotted_as": "log10" if c.log_axis else "value",
+                    "collapse_r": _finite(c.collapse_r),
+                    "n": c.n,
                 }
                 for name, c in self.metrics.items()
             },
         }
+
+    def smallest_p(self) -> tuple[float, bool]:
+        """The largest of the metrics' smallest attainable p, and whether it is exact."""
+        tested = [c for c in self.metrics.values() if math.isfinite(c.p_min)]
+        if not tested:
+            return math.nan, False
+        worst = max(tested, key=lambda c: c.p_min)
+        return worst.p_min, worst.exact
 
 
 def _finite(x: float) -> float | None:
@@ -78,14 +125,35 @@ def pearson_rows(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.where(den > 0, np.clip(r, -1.0, 1.0), np.nan)
 
 
+def is_exact(n: int, permutations: int) -> bool:
+    """Whether ``permutation_test`` enumerates all n! pairings (it does when N ≥ n!)."""
+    return n < 21 and math.factorial(n) <= permutations  # 21! > any N asked
+
+
+def p_precision(p: np.ndarray, n: int, permutations: int) -> tuple[np.ndarray, float]:
+    """Monte-Carlo standard error of two-sided p-values, and the smallest attainable p.
+
+    Exact tests (N ≥ n!) have no error and a floor of 2/n!; a random test's p = 2 p₁
+    estimates a one-sided p₁ from N Bernoulli draws: se = 2 √(p₁(1 − p₁)/N) =
+    √(p (2 − p) / N), floor 2/(N + 1).
+    """
+    p = np.asarray(p, dtype=float)
+    if is_exact(n, permutations):
+        return np.zeros_like(p), 2.0 / math.factorial(n)
+    return np.sqrt(p * (2.0 - p) / permutations), 2.0 / (permutations + 1)
+
+
 def permutation_pvalues(
     x: np.ndarray, y: np.ndarray, permutations: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pearson r of each row of ``x`` (M, n) with ``y`` (n,), and two-sided p-values.
 
     One ``permutation_test`` call for all M rows: each resample re-pairs every row with
-    the targets by the same permutation (equivalent to permuting the target).
+    the targets by the same permutation (equivalent to permuting the target), in
+    batches of about 32 MB.
     """
+    from scipy import stats  # slow to import: not for `lingcollapse --help`
+
     m, n = x.shape
     batch = max(1, min(permutations, _BATCH_ELEMENTS // max(1, m * n)))
     res = stats.permutation_test(
@@ -178,6 +246,20 @@ def _test_group(out, names, values, y_all, mask, permutations, seed, undefined) 
     if not testable:
         return
     x = np.stack([values[name][mask] for name in testable])  # (M, n)
-    r, p = permutation_pvalues(x, y_all[mask], permutations, seed)
-    for name, ri, pi in zip(testable, r, p, strict=True):
-        out.metrics[name] = Correlation(float(ri), float(ri) ** 2, float(pi), n)
+    y = y_all[mask]
+    r, p = permutation_pvalues(x, y, permutations, seed)
+    se, floor = p_precision(p, n, permutations)
+    for name, ri, pi, sei, row in zip(testable, r, p, se, x, strict=True):
+        drawn, log_axis = plotted(name, row)
+        oriented = pearson_rows(collapse_score(name, row), y) if has_direction(name) else math.nan
+        out.metrics[name] = Correlation(
+            float(ri),
+            float(ri) ** 2,
+            float(pi),
+            n,
+            r2_plotted=float(pearson_rows(drawn, y)) ** 2 if log_axis else float(ri) ** 2,
+            log_axis=log_axis,
+            p_se=float(sei),
+            p_min=floor,
+            collapse_r=float(oriented),
+        )

@@ -15,18 +15,28 @@ from __future__ import annotations
 
 import re
 
-from lingcollapse.metrics.names import ARROW, DIRECTION, METRICS, arrow
+import numpy as np
+
+from lingcollapse.metrics.names import ARROW, DIRECTION, METRICS, TOWARD_ZERO, arrow
 
 __all__ = [
     "ARROW",
     "DIRECTION",
     "IDENTITY",
     "LABELS",
+    "LOG_SCALE",
     "METRICS",
     "arrow",
+    "collapse_score",
+    "has_direction",
     "is_metric",
     "label",
+    "plotted",
 ]
+
+# Metrics that span decades: figures draw them on a log axis (Figures 1, 6: "average
+# (logarithmic) CDNV"), and their R² is annotated in those coordinates.
+LOG_SCALE = frozenset({"nc1_cdnv", "nc1_cdnv_k0", "nc1_covariance_ratio", "nc1_quotient"})
 
 # One row per model in a results table (DESIGN §5).
 IDENTITY = ("model", "width", "depth", "n_params", "epochs", "weight_decay", "seed")
@@ -39,6 +49,7 @@ _NC_PATTERN = re.compile(r"^(g|u)?nc\d+_")
 # Axis labels: the paper's names and equation numbers (§3.4–3.7).
 LABELS = {
     "nc1_cdnv": "NC1: CDNV (Eq. 4)",
+    "nc1_cdnv_k0": "NC1: CDNV, k = 0 (scale-invariant)",
     "nc1_covariance_ratio": "NC1: tr(Σ_W Σ_B⁺)/C",
     "nc1_quotient": "NC1: tr(Σ_W)/tr(Σ_B)",
     "nc2_norm_mean": "mean log-norm of class means (Eq. 5)",
@@ -51,12 +62,21 @@ LABELS = {
     "gnc2_logkernel_mean": "mean log-kernel distance (Eq. 7)",
     "gnc2_logkernel_std": "std of log-kernel (Eq. 7)",
     "gnc2_uniformity_cov": "GNC2 uniformity: CoV log-kernel (Eq. 7)",
+    # the authors' 2024-05 table: Eq. 7's kernel on normalised *uncentred* means
+    "gnc2_logkernel_uncentred_mean": "mean log-kernel, uncentred means",
+    "gnc2_logkernel_uncentred_std": "std of log-kernel, uncentred means",
+    "gnc2_uniformity_uncentred_cov": "GNC2 uniformity: CoV log-kernel, uncentred means",
+    # the authors' 2024-10 table: dot products of centred means, not Eq. 6's cosines
+    "nc2_interference_dot_mean": "mean ⟨μ_c − μ̄, μ_c' − μ̄⟩ (dot, not Eq. 6)",
+    "nc2_interference_dot_std": "std ⟨μ_c − μ̄, μ_c' − μ̄⟩ (dot, not Eq. 6)",
     "nc3_duality_mean": "NC3 self-duality: mean cos (Eq. 8)",
     "nc3_duality_std": "std of duality cosines (Eq. 8)",
     "unc3_duality_cov": "UNC3 uniform duality: CoV (Eq. 8)",
     "nc3_distance_mean": "NC3: mean ‖ŵ − ẑ‖ (Eq. 11)",
     "nc3_dot_mean": "mean ⟨w_c, μ_c − μ̄⟩",
     "nc3_dot_std": "std ⟨w_c, μ_c − μ̄⟩",
+    "nc3_zhu_error": "NC3: self-duality error ‖WZᵀ/‖WZᵀ‖ − ETF‖",
+    "nc3_papyan_error": "NC3: ‖W/‖W‖ − Z/‖Z‖‖_F (Papyan)",
     "nc4_agreement": "NC4: classifier agreement (Eq. 10)",
     "ncc_acc": "nearest-class-centre accuracy (Eq. 9)",
     "val_loss": "validation loss (cross-entropy)",
@@ -79,3 +99,33 @@ def label(name: str) -> str:
     text = LABELS.get(name, name)
     mark = arrow(name).strip()
     return f"{text} {mark}" if mark and name in METRICS and not name.startswith("val_") else text
+
+
+def plotted(name: str, values) -> tuple[np.ndarray, bool]:
+    """The coordinates a figure draws ``name`` in, and whether that is a log axis.
+
+    A :data:`LOG_SCALE` metric whose finite values are all positive is drawn on a log
+    axis, where a straight trend is linear in log x: its R² as plotted is that of
+    ``log10(x)``. Any other column is drawn as it is.
+    """
+    x = np.asarray(values, dtype=float)
+    finite = x[np.isfinite(x)]
+    if name in LOG_SCALE and finite.size and (finite > 0).all():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log10(x), True
+    return x, False
+
+
+def has_direction(name: str) -> bool:
+    """Whether collapse moves ``name`` one known way: ↓, ↑, or →0 for a signed CoV."""
+    return name in TOWARD_ZERO or name.endswith("_cov") or DIRECTION.get(name, 0) != 0
+
+
+def collapse_score(name: str, values) -> np.ndarray:
+    """``values`` of a metric oriented so that larger is more collapse, in the
+    coordinates the figures plot: −x for ↓ (−log10 x for CDNV), x for ↑, −|x| for the
+    signed CoVs that collapse drives to zero (→0)."""
+    x, _ = plotted(name, values)
+    if name in TOWARD_ZERO or name.endswith("_cov"):
+        return -np.abs(x)
+    return x if DIRECTION.get(name, -1) > 0 else -x

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from lingcollapse.analysis.directions import label
+from lingcollapse.analysis.directions import label, plotted
 from lingcollapse.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,42 @@ SCALING = (
     "unc3_duality_cov",
     "nc4_agreement",
 )
-LOG_SCALE = {"nc1_cdnv", "nc1_covariance_ratio", "nc1_quotient"}  # spans decades (Fig. 1, 6)
+# Appendix figures against the target: (stem, metrics, title), in the paper's order.
+APPENDIX = (
+    ("fig20_norms", ("nc2_norm_mean", "nc2_equinorm_cov"), "Figure 20: log class-mean norms (NC2)"),
+    (
+        "fig21_interference",
+        (
+            "nc2_interference_mean",
+            "nc2_equiangular_cov",
+            "nc2_interference_dot_mean",
+            "nc2_etf_error",
+        ),
+        "Figure 21: interference (NC2)",
+    ),
+    (
+        "fig22_logkernel",
+        ("gnc2_logkernel_mean", "gnc2_uniformity_cov"),
+        "Figure 22: log-kernel distances (GNC2)",
+    ),
+    (
+        "fig27_duality",
+        ("nc3_dot_mean", "nc3_duality_mean", "nc3_zhu_error"),
+        "Figure 27: classifier alignment (NC3)",
+    ),
+    (
+        "fig28_duality_spread",
+        ("nc3_dot_std", "unc3_duality_cov"),
+        "Figure 28: its variation (UNC3)",
+    ),
+)
+# What the authors' 2024-05 table holds where a §3 name is absent (see .published): its
+# "GNC2" is Eq. 7's kernel on uncentred means, the one its Table 1 and Figure 1 show.
+FALLBACK = {
+    "gnc2_logkernel_mean": "gnc2_logkernel_uncentred_mean",
+    "gnc2_logkernel_std": "gnc2_logkernel_uncentred_std",
+    "gnc2_uniformity_cov": "gnc2_uniformity_uncentred_cov",
+}
 PANEL = 3.6  # inches per panel side
 
 plt.rcParams.update(
@@ -64,7 +99,15 @@ plt.rcParams.update(
 
 
 def _present(df: pd.DataFrame, names) -> list[str]:
-    return [n for n in names if n in df.columns and _values(df, n).notna().any()]
+    """The columns of ``names`` that hold a value, each §3 name replaced by its
+    :data:`FALLBACK` where only that is there (the authors' 2024-05 table)."""
+    found = []
+    for name in names:
+        for column in (name, FALLBACK.get(name)):
+            if column in df.columns and _values(df, column).notna().any():
+                found.append(column)
+                break
+    return list(dict.fromkeys(found))
 
 
 def _values(df: pd.DataFrame, name: str) -> pd.Series:
@@ -112,23 +155,23 @@ def _against_target(df: pd.DataFrame, names, target: str, title: str) -> Figure 
         else:
             style = {"color": "tab:blue"}
         sc = ax.scatter(x, y, s=18, alpha=0.85, edgecolors="none", **style)
-        if name in LOG_SCALE and (x > 0).all():
-            ax.set_xscale("log")
+        _r2_title(ax, name, x, y)
         ax.set_xlabel(_wrap(label(name)))
         ax.set_ylabel(label(target))
-        ax.text(
-            0.97,
-            0.95,
-            f"R² = {r_squared(x, y):.3f}",
-            transform=ax.transAxes,
-            ha="right",
-            va="top",
-            bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8},
-        )
     if norm is not None:
         fig.colorbar(sc, ax=axes[0].tolist(), label="parameters (log scale)", pad=0.01)
     fig.suptitle(title)
     return fig
+
+
+def _r2_title(ax, name: str, x, y, fontsize: float = 9) -> None:
+    """Put the R² of the plotted coordinates above the panel, where it covers no point;
+    a :data:`LOG_SCALE` metric goes on a log axis and its R² is that of log10 x."""
+    drawn, log_axis = plotted(name, x)
+    if log_axis:
+        ax.set_xscale("log")
+    text = f"R² = {r_squared(drawn, y):.3f}" + (" (log x)" if log_axis else "")
+    ax.set_title(text, loc="right", fontsize=fontsize)
 
 
 def figure_headline(df: pd.DataFrame, target: str = "val_loss") -> Figure | None:
@@ -155,7 +198,7 @@ def figure_scaling(df: pd.DataFrame, metric: str, along: str = "width") -> Figur
     """
     other = "depth" if along == "width" else "width"
     need = [metric, along, other]
-    if any(c not in df.columns for c in need) or not _present(df, [metric]):
+    if any(c not in df.columns for c in need) or _present(df, [metric]) != [metric]:
         return None
     data = df.copy()
     for c in (along, other, "epochs", "weight_decay"):
@@ -217,7 +260,7 @@ def figure_scaling(df: pd.DataFrame, metric: str, along: str = "width") -> Figur
     else:
         ticks = sorted(data[along].unique())
         ax0.set_xticks(ticks, [f"{t:g}" for t in ticks])
-    if metric in LOG_SCALE and (data[metric] > 0).all():
+    if plotted(metric, data[metric])[1]:
         ax0.set_yscale("log")
     handles, labels = ax0.get_legend_handles_labels()
     if not handles:
@@ -294,19 +337,11 @@ def figure_seeds(df: pd.DataFrame, target: str = "val_loss", metrics=None) -> Fi
     for ax, name in zip(axes.flat, names, strict=False):
         x = _values(group, name)
         ax.scatter(x, y, s=20, color="tab:purple")
+        _r2_title(ax, name, x, y, fontsize=8)
         ax.set_xlabel(_wrap(label(name)), fontsize=8)
         ax.set_ylabel(label(target), fontsize=8)
-        ax.xaxis.set_major_locator(MaxNLocator(4))
-        ax.text(
-            0.97,
-            0.95,
-            f"R² = {r_squared(x, y):.3f}",
-            transform=ax.transAxes,
-            ha="right",
-            va="top",
-            fontsize=8,
-            bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8},
-        )
+        if not plotted(name, x)[1]:
+            ax.xaxis.set_major_locator(MaxNLocator(4))
     for ax in axes.flat[len(names) :]:
         ax.remove()
     first = {k: _g(group.iloc[0].get(k)) for k in ("width", "depth", "epochs", "weight_decay")}
@@ -588,7 +623,7 @@ def _run_lines(ax, curves: pd.DataFrame, name: str, norm, decays) -> None:
             color=colour,
             label=run,
         )
-    if name in LOG_SCALE and (curves[name].dropna() > 0).all():
+    if plotted(name, curves[name])[1]:
         ax.set_yscale("log")
     else:
         ax.yaxis.set_major_locator(MaxNLocator(5))
@@ -673,7 +708,7 @@ def figure_layers(layers: pd.DataFrame | None, metrics=None) -> Figure | None:
             colour, _ = _run_style(part.iloc[0], norm, [])
             x, y = part["layer_index"], part[name].to_numpy(float)
             ax.plot(x, y, "o-", ms=2.5, lw=0.9, alpha=0.8, color=colour)
-        if name in LOG_SCALE and (data[name].dropna() > 0).all():
+        if plotted(name, data[name])[1]:
             ax.set_yscale("log")
         ax.set_ylabel(_axis_label(name), fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -704,9 +739,12 @@ def make_figures(
         ("fig3_nc3", lambda: figure_nc3(df, target)),
         ("seeds", lambda: figure_seeds(df, target)),
         ("fig5_epochs", lambda: figure_epochs(df, target)),
+        ("decay", lambda: figure_decay(df)),
         ("training", lambda: figure_training(df, target=target)),
     ]
-    for metric in scaling:
+    for stem, names, title in APPENDIX:
+        plans.append((stem, lambda n=names, t=title: _against_target(df, n, target, t)))
+    for metric in _present(df, scaling):
         for along in ("width", "depth"):
             plans.append(
                 (f"scaling_{metric}_vs_{along}", lambda m=metric, a=along: figure_scaling(df, m, a))
@@ -718,3 +756,53 @@ def make_figures(
             continue
         made.extend(save(fig, out / stem))
     return made
+
+
+# §5.3: the properties compared across weight decays, in Figure 1–3's order.
+DECAY = ("nc1_cdnv", *NC2, *NC3, "nc4_agreement", "val_loss")
+
+
+def figure_decay(df: pd.DataFrame, metrics=None, permutations: int | None = None) -> Figure | None:
+    """§5.3: each metric of a strong-β model against its weak-β twin (same model
+    otherwise, :mod:`.decay`), with y = x; above each panel, in how many pairs the
+    strong β collapses more and the paired test's p."""
+    from lingcollapse.analysis.decay import compare_decays, decay_levels, decay_pairs
+
+    pairs = decay_pairs(df)
+    if pairs is None:
+        return None
+    names = [n for n in _present(df, metrics or DECAY) if f"{n}_weak" in pairs]
+    extra = {} if permutations is None else {"permutations": permutations}
+    tests = compare_decays(df[["weight_decay", *_pair_columns(df), *names]], **extra)
+    names = [n for n in names if n in tests]
+    if not names:
+        return None
+    weak, strong = decay_levels(df)
+    fig, axes = _panels(len(names))
+    for ax, name in zip(axes.flat, names, strict=False):
+        x = _values(pairs, f"{name}_weak").to_numpy(float)
+        y = _values(pairs, f"{name}_strong").to_numpy(float)
+        ax.scatter(x, y, s=14, alpha=0.8, color="tab:green", edgecolors="none")
+        lo, hi = np.nanmin([x.min(), y.min()]), np.nanmax([x.max(), y.max()])
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls="--", zorder=0)
+        if plotted(name, np.concatenate([x, y]))[1]:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        t = tests[name]
+        won = round(t.share_more_collapsed * t.n_pairs)
+        ax.set_title(
+            f"β={_g(strong)} more collapsed: {won}/{t.n_pairs}, p = {t.p_value:.2g}", fontsize=8
+        )
+        ax.set_ylabel(_axis_label(name), fontsize=8)
+    _close_panels(fig, axes, len(names), f"the same model with β = {_g(weak)}")
+    fig.suptitle(
+        f"Weight decay (§5.3): β = {_g(strong)} (y) against β = {_g(weak)} (x), "
+        f"{len(pairs)} pairs; dashed: y = x"
+    )
+    return fig
+
+
+def _pair_columns(df: pd.DataFrame) -> list[str]:
+    from lingcollapse.analysis.decay import PAIR_KEYS
+
+    return [k for k in PAIR_KEYS if k in df.columns]

@@ -18,7 +18,7 @@ from lingcollapse.analysis.correlation import (
     check_permutations,
     correlate,
 )
-from lingcollapse.analysis.table import Gathered, gather, write_results
+from lingcollapse.analysis.table import Gathered, gather, select, write_results
 from lingcollapse.errors import UserError
 from lingcollapse.io import write_json
 
@@ -29,6 +29,7 @@ class AnalyzeConfig:
 
     inputs: list[Path]  # results tables (.csv/.parquet), run dirs, or sweep dirs
     published: list[Path] = field(default_factory=list)  # the authors' per-model tables
+    select: list[str] = field(default_factory=list)  # globs on model ids or run names
     target: str = "val_loss"  # the generalization column
     permutations: int = DEFAULT_PERMUTATIONS  # permutation-test resamples
     seed: int = 0  # of the permutations
@@ -38,6 +39,9 @@ class AnalyzeConfig:
     def __post_init__(self) -> None:
         self.inputs = [Path(p) for p in self.inputs]
         self.published = [Path(p) for p in self.published]
+        self.select = [str(p) for p in self.select]
+        if any(not p.strip() for p in self.select):
+            raise UserError("--select needs a glob on model ids or run names, e.g. '02x0768_*'")
         self.out = None if self.out is None else Path(self.out)
         if self.figures and self.out is None:
             raise UserError("--figures needs --out DIR to draw into")
@@ -52,6 +56,7 @@ def analyze(cfg: AnalyzeConfig) -> Correlations:
     then those of correlating.
     """
     gathered = gather(cfg.inputs, tuple(cfg.published))
+    select(gathered, cfg.select)
     corr = correlate(gathered.table, cfg.target, cfg.permutations, cfg.seed)
     if cfg.out is not None:
         _write(cfg, gathered, corr)

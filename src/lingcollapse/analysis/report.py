@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lingcollapse.analysis.directions import IDENTITY, METRICS, arrow, is_metric
-from lingcollapse.analysis.summary import ALPHA, significant
+from lingcollapse.analysis.directions import DIRECTION, IDENTITY, METRICS, arrow, is_metric
+from lingcollapse.analysis.summary import ALPHA, format_p, significant
 from lingcollapse.errors import UserError, first_line
 from lingcollapse.io import read_json, write_text
 
@@ -37,6 +37,43 @@ SECTIONS = (
     (
         "fig3_nc3",
         "Figure 3 — self-duality (NC3, Eq. 8) and uniform duality (UNC3) against validation loss.",
+    ),
+    (
+        "decay",
+        "Weight decay (§5.3) — each property of a model trained with β = 0.1 against the "
+        "same model with β = 0.0005 (same architecture, schedule, epoch and seed); above the "
+        "dashed line y = x a larger value, below it a smaller one. Each panel says in how "
+        "many pairs the stronger decay gives more collapse and the paired sign-flip "
+        "permutation test's p.",
+    ),
+    (
+        "fig20_norms",
+        "Figure 20 — the average log norm of the centred class means and its CoV "
+        "(equinormness, NC2, Eq. 5) against validation loss.",
+    ),
+    (
+        "fig21_interference",
+        "Figure 21 — average interference (Eq. 6), its CoV (equiangularity, NC2) and the "
+        "distance to a simplex ETF (Kothapalli) against validation loss; from the authors' "
+        "2024-10 table, the raw dot products of centred means it stores instead of Eq. 6's "
+        "cosines, named as such.",
+    ),
+    (
+        "fig22_logkernel",
+        "Figure 22 — the average log-kernel distance (Eq. 7) and its CoV (hyperspherical "
+        "uniformity, GNC2) against validation loss. The authors' 2024-05 table computed the "
+        "kernel on uncentred means (so did its Table 1 and Figure 1), labelled so.",
+    ),
+    (
+        "fig27_duality",
+        "Figure 27 — the average dot product ⟨w_c, μ_c − μ̄⟩ (for interpretation only), the "
+        "average cosine (self-duality, NC3, Eq. 8) and the self-duality error ‖WZᵀ/‖WZᵀ‖ − "
+        "ETF‖ (Zhu) against validation loss.",
+    ),
+    (
+        "fig28_duality_spread",
+        "Figure 28 — the spread of the dot products and the CoV of the cosines (uniform "
+        "duality, UNC3) against validation loss.",
     ),
     (
         "seeds",
@@ -91,8 +128,10 @@ padding:14px 18px;margin:12px 0}
 table{border-collapse:collapse;font-size:13px;background:#fff}th,td{padding:4px 10px;
 border-bottom:1px solid #eceff4;text-align:right;white-space:nowrap}
 th{background:#eef1f6;position:sticky;top:0}td.l,th.l{text-align:left}
-tr.sig td{background:#eaf6ec}.scroll{max-height:520px;overflow:auto;border:1px solid #e1e5ec;
-border-radius:6px}
+tr.sig td{background:#eaf6ec}tr.against td{background:#fbeaea}
+td.holds{color:#17692b;font-weight:600}td.against{color:#a61b1b;font-weight:600}
+td.untested{color:#7a8496;font-style:italic}
+.scroll{max-height:520px;overflow:auto;border:1px solid #e1e5ec;border-radius:6px}
 figure{margin:10px 0 26px}figure img{max-width:100%;background:#fff;border:1px solid #e1e5ec;
 border-radius:6px}figcaption{color:#4a5365;font-size:13px;margin-top:4px}
 code{background:#eef1f6;padding:1px 4px;border-radius:3px}details summary{cursor:pointer;
@@ -141,7 +180,7 @@ def _correlations(directory: Path, results: pd.DataFrame) -> dict:
         return corr
     from lingcollapse.analysis.correlation import correlate
 
-    return correlate(results).as_json()  # defaults of analyze: val_loss, 10⁴, seed 0
+    return correlate(results).as_json()  # the defaults of analyze: val_loss, 10⁵, seed 0
 
 
 def _figures(directory: Path, results: pd.DataFrame, target: str) -> list[Path]:
@@ -186,7 +225,8 @@ def _page(directory, results, corr, figures, configs) -> str:
         f"<p class='sub'>{len(results)} models · target <code>{html.escape(target)}</code> · "
         f"source <code>{html.escape(str(directory))}</code></p>",
         _header(),
-        "<h2>Correlation with generalization (§3.8, Table 1)</h2>",
+        _findings_html(results, corr),
+        "<h2>Correlation with generalization across models (§3.8)</h2>",
         _correlation_table(corr),
         _seed_section(results, target),
         "<h2>Figures</h2>",
@@ -198,6 +238,46 @@ def _page(directory, results, corr, figures, configs) -> str:
         "external resources.</p></main></body></html>",
     ]
     return "\n".join(parts)
+
+
+def _findings_html(results: pd.DataFrame, corr: dict) -> str:
+    """The paper's claims, each with the verdict this table gives and the test behind it."""
+    from lingcollapse.analysis import DEFAULT_PERMUTATIONS
+    from lingcollapse.analysis.findings import AGAINST, HOLDS, UNTESTABLE, findings
+
+    target = str(corr.get("target", "val_loss"))
+    count = corr.get("permutations")
+    permutations = count if isinstance(count, int) and count > 0 else DEFAULT_PERMUTATIONS
+    found = findings(results, target, permutations, int(corr.get("seed") or 0))
+    if not found.items:
+        return ""
+    classes = {HOLDS: "holds", AGAINST: "against", UNTESTABLE: "untested"}
+    rows = []
+    for f in found.items:
+        verdict = "against collapse" if f.verdict == AGAINST else f.verdict
+        control = f"<br><span class='muted'>{html.escape(f.control)}</span>" if f.control else ""
+        rows.append(
+            f"<tr><td class='l'>{html.escape(f.claim)}</td><td class='l'>{html.escape(f.section)}"
+            f"</td><td class='l {classes.get(f.verdict, '')}'>{html.escape(verdict)}</td>"
+            f"<td class='l' style='white-space:normal'>{html.escape(f.evidence)}{control}</td></tr>"
+        )
+    counts = {v: sum(f.verdict == v for f in found.items) for v in classes}
+    summary = (
+        f"{counts[HOLDS]} hold, {counts[AGAINST]} go against, "
+        f"{len(found.items) - sum(counts.values())} are not significant and "
+        f"{counts[UNTESTABLE]} cannot be tested with these {found.n_models} models"
+    )
+    return (
+        "<h2>Findings: which of the paper's claims hold here</h2>"
+        f"<p class='sub'>Each verdict is computed from this table ({summary}); p &lt; {ALPHA} "
+        f"two-sided, {permutations:,} permutations. <i>Against</i>: significant in the "
+        "opposite direction, the metric moving against collapse. Claims about CDNV (k = 2, "
+        "which changes when embeddings are scaled) repeat the test on the scale-invariant "
+        "k = 0 CDNV as a control.</p>"
+        "<div class='scroll'><table><tr><th class='l'>claim</th><th class='l'>paper</th>"
+        "<th class='l'>verdict</th><th class='l'>evidence</th></tr>"
+        f"{''.join(rows)}</table></div>"
+    )
 
 
 def _header() -> str:
@@ -213,9 +293,12 @@ def _header() -> str:
         "negative, as the log kernel of Eq. 7 usually is, a smaller spread shows as a CoV "
         "closer to zero from below, i.e. a <i>larger</i> value.</p>"
         "<p><b>↓ / ↑</b>: smaller / larger values mean more collapse. <b>R²</b> is the squared "
-        "Pearson correlation with the target across models; <b>p</b> is a two-sided "
-        "permutation test of Pearson's r (rows with p &lt; "
-        f"{ALPHA} are shaded).</p></div>"
+        "Pearson correlation with the target across models, of the raw values as in the "
+        "paper's Table 1; <b>R² plotted</b> is that of the coordinates the figures draw "
+        "(log CDNV on a log axis); <b>p</b> is a two-sided permutation test of Pearson's r "
+        f"with its Monte-Carlo standard error. Rows with p &lt; {ALPHA} are shaded green where "
+        "more collapse goes with better generalization and red (<i>against</i>) where it goes "
+        "with worse.</p></div>"
     )
 
 
@@ -230,39 +313,76 @@ def _num(x, digits: int = 4) -> str:
 
 
 def _pvalue(p) -> str:
-    return "–" if p is None or not math.isfinite(p) else f"{p:.4f}"
+    return "–" if p is None or not math.isfinite(p) else format_p(p).strip()
 
 
 def _correlation_table(corr: dict) -> str:
     head = (
-        "<tr><th class='l'>metric</th><th>↑/↓</th><th>R²</th><th>Pearson r</th><th>p</th>"
+        "<tr><th class='l'>metric</th><th>↑/↓</th><th>R²</th><th>R² plotted</th>"
+        "<th>Pearson r</th><th>p</th><th>± se</th>"
         f"<th>p &lt; {ALPHA}</th><th class='l'>what it measures</th></tr>"
     )
     rows = []
+    better = _better_sign(str(corr.get("target")))
     for name, c in corr.get("metrics", {}).items():
         p = c.get("p_value")
         sig = significant(p if p is not None else math.nan)
-        verdict = "yes" if sig else "no" if p is not None else "–"
+        # a significant metric whose collapse goes with *worse* generalization is marked
+        against = sig and better * (c.get("collapse_r") or 0.0) < 0
+        verdict = ("against" if against else "yes") if sig else "no" if p is not None else "–"
         cells = [
             f"<td class='l'><code>{html.escape(name)}</code></td>",
             f"<td>{arrow(name)}</td>",
             f"<td>{_num(c.get('r2'), 6)}</td>",
+            f"<td>{_plotted(c)}</td>",
             f"<td>{_num(c.get('pearson_r'), 3)}</td>",
             f"<td>{_pvalue(p)}</td>",
+            f"<td>{'exact' if c.get('exact') else _pvalue(c.get('p_se'))}</td>",
             f"<td>{verdict}</td>",
             f"<td class='l'>{html.escape(METRICS.get(name, (0, ''))[1])}</td>",
         ]
-        rows.append(f"<tr class='{'sig' if sig else ''}'>{''.join(cells)}</tr>")
+        shade = "against" if against else "sig" if sig else ""
+        rows.append(f"<tr class='{shade}'>{''.join(cells)}</tr>")
     n = corr.get("n_models", "?")
     return (
-        f"<p class='sub'>{n} models, target <code>{html.escape(str(corr.get('target')))}</code>."
-        f"</p><table>{head}{''.join(rows)}</table>"
+        f"<p class='sub'>{n} models, target <code>{html.escape(str(corr.get('target')))}</code>"
+        f"{_test_note(corr)}.</p><table>{head}{''.join(rows)}</table>"
     )
+
+
+def _better_sign(target: str) -> int:
+    """+1 where a larger target is better generalization (val_acc), else −1 (a loss)."""
+    return 1 if DIRECTION.get(target, -1) > 0 else -1
+
+
+def _plotted(c: dict) -> str:
+    """The plotted R² where the figures draw other coordinates (log10), else "same"."""
+    if c.get("plotted_as") != "log10":
+        return "<span class='muted'>same</span>"
+    return f"{_num(c.get('r2_plotted'), 6)} <span class='muted'>(log)</span>"
+
+
+def _test_note(corr: dict) -> str:
+    """The permutations and the smallest attainable p, from the metrics' entries."""
+    entries = [c for c in corr.get("metrics", {}).values() if c.get("p_min") is not None]
+    if not entries:
+        return ""
+    worst = max(entries, key=lambda c: c["p_min"])
+    if worst.get("exact"):
+        limit = f"; no p can be below {ALPHA}" if worst["p_min"] >= ALPHA else ""
+        return (
+            f"; exact permutation test (all pairings): the smallest attainable p is "
+            f"{worst['p_min']:.3g}{limit}"
+        )
+    count = corr.get("permutations")
+    return (
+        f"; {count:,} permutations, seed {corr.get('seed')}" if isinstance(count, int) else ""
+    ) + f"; the smallest attainable p is {worst['p_min']:.2g}"
 
 
 def _seed_section(results: pd.DataFrame, target: str) -> str:
     """Table 1's question for the largest many-seed group: does NC track generalization
-    when scale is held fixed? (10⁴ permutations, seed 0.)"""
+    when scale is held fixed? (The defaults of analyze: 10⁵ permutations, seed 0.)"""
     from lingcollapse.analysis.correlation import correlate
     from lingcollapse.analysis.figures import seed_groups
 
@@ -271,7 +391,7 @@ def _seed_section(results: pd.DataFrame, target: str) -> str:
         return ""
     group = groups[0]
     try:
-        corr = correlate(group, target, permutations=10_000, seed=0)
+        corr = correlate(group, target)
     except UserError:
         return ""
     first = group.iloc[0]
@@ -281,7 +401,7 @@ def _seed_section(results: pd.DataFrame, target: str) -> str:
         if k in group.columns
     )
     return (
-        f"<h3>Fixed architecture, {len(group)} seeds ({html.escape(what)})</h3>"
+        f"<h3>Table 1: a fixed architecture, {len(group)} seeds ({html.escape(what)})</h3>"
         "<p class='sub'>The setting of the paper's Table 1: only the data-shuffling seed "
         "varies, so these correlations are not explained by model scale.</p>"
         + _correlation_table(corr.as_json())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +193,34 @@ def _parquet_safe(table: pd.DataFrame) -> pd.DataFrame:
         if len(kinds) > 1:
             table[col] = [None if v is None or v != v else str(v) for v in table[col]]
     return table
+
+
+def select(gathered: Gathered, patterns: list[str]) -> None:
+    """Keep the models whose id or run name matches any glob of ``patterns`` (in place).
+
+    ``fnmatch`` globs, matched case-sensitively against the ``model`` and ``run``
+    columns: ``'02x0768_01d*'`` picks the 21 seeds of the paper's Table 1 from the
+    published table. Matching no model is an error that shows some of the ids.
+    """
+    if not patterns:
+        return
+    table = gathered.table
+    names = [table[c].astype(str) for c in ("model", "run") if c in table.columns]
+    keep = np.zeros(len(table), dtype=bool)
+    for pattern in patterns:
+        for column in names:
+            keep |= column.map(lambda name, p=pattern: fnmatchcase(name, p)).to_numpy(bool)
+    if not keep.any():
+        some = ", ".join(table["model"].astype(str).head(5)) if "model" in table else ""
+        raise UserError(
+            f"--select {' '.join(patterns)} matches none of the {len(table)} models "
+            f"(ids such as {some}); give a glob on model ids or run names, e.g. '02x0768_*'"
+        )
+    gathered.table = table[keep].reset_index(drop=True)
+    if gathered.layers is not None:
+        chosen = set(gathered.table["model"].astype(str))
+        layers = gathered.layers[gathered.layers["model"].astype(str).isin(chosen)]
+        gathered.layers = layers.reset_index(drop=True) if len(layers) else None
+    gathered.notes.append(
+        f"--select {' '.join(patterns)}: {len(gathered.table)} of {len(table)} models"
+    )

@@ -11,6 +11,7 @@ import logging
 from dataclasses import fields
 from pathlib import Path
 
+from lingcollapse.analysis import DEFAULT_PERMUTATIONS
 from lingcollapse.io import to_json
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the paper authors' per-model table (lc-2024_05_18.csv), converted to §3 names",
     )
     p.add_argument(
+        "--select",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="keep only models whose id or run name matches (repeatable; e.g. "
+        "'02x0768_01d*', the 21 seeds of Table 1)",
+    )
+    p.add_argument(
         "--target",
         default="val_loss",
         metavar="COLUMN",
@@ -46,9 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--permutations",
         type=int,
-        default=10_000,
+        default=DEFAULT_PERMUTATIONS,
         metavar="N",
-        help="permutation-test resamples (default 10⁴)",
+        help="permutation-test resamples (default 10⁵; all n! pairings, exact, when n! ≤ N)",
     )
     p.add_argument(
         "--seed", type=int, default=0, metavar="S", help="seed of the permutations (default 0)"
