@@ -91,13 +91,13 @@ def test_ids_choose_token_ids_in_order(tmp_path, capsys):
 
 
 def test_scaled_norm_of_table_4(tmp_path, capsys):
-    """Table 4's scaled norm ‖μ_c − μ̄‖/√d, beside the log norm, when measure recorded d."""
+    """Table 4's scaled norm ‖μ_c − μ̄‖²/√d, beside the log norm, when measure recorded d."""
     run, _, _, classes = make_run(tmp_path)
     assert "norm_scaled" not in inspect.with_scaled_norm(classes, run)  # no dim recorded
     (run / "metrics.json").write_text(json.dumps({"min_count": 1, "dim": D}))
     scaled = inspect.with_scaled_norm(classes, run)
     assert list(scaled.columns).index("norm_scaled") == list(scaled.columns).index("log_norm") + 1
-    assert scaled["norm_scaled"].tolist() == pytest.approx(np.exp(classes["log_norm"]) / 2.0)
+    assert scaled["norm_scaled"].tolist() == pytest.approx(np.exp(2 * classes["log_norm"]) / 2.0)
     assert main(["inspect", str(run), "--tokens", "Anna", " the"]) == 0
     out = capsys.readouterr().out
     assert "norm_scaled" in out and "neighbours are listed for one token at a time" in out

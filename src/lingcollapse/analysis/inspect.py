@@ -147,9 +147,14 @@ def extremes(classes: pd.DataFrame, column: str, k: int, largest: bool) -> pd.Da
 
 
 def with_scaled_norm(classes: pd.DataFrame, run: Path) -> pd.DataFrame:
-    """Add Table 4's scaled norm ``norm_scaled`` = ‖μ_c − μ̄‖ / √d (Eq. 5 scaled by the
-    width; the paper's average over 12x1024_10L's tokens is 106.8762) from ``log_norm``
-    and the width measure recorded in ``metrics.json`` (left out when it did not)."""
+    """Add Table 4's "scaled norm" ``norm_scaled`` = ‖μ_c − μ̄‖² / √d from ``log_norm`` and
+    the width measure recorded in ``metrics.json`` (left out when it did not).
+
+    The *squared* norm: the authors' code of the paper's date (``mean_norms`` with
+    ``dim_norm``) squared the norms, and their published ``norms_scl_mean`` of
+    12x1024_10L@9, Table 4's average row (106.8762), is the mean of ‖μ_c − μ̄‖² / √d
+    (that table's ``norms_mean`` equals (mean ‖z‖)² + var ‖z‖ of the later table to 10⁻⁵).
+    """
     path = Path(run) / "metrics.json"
     data = read_json(path, "run `lingcollapse measure` again") if path.is_file() else {}
     dim = data.get("dim") if isinstance(data, dict) else None
@@ -157,7 +162,7 @@ def with_scaled_norm(classes: pd.DataFrame, run: Path) -> pd.DataFrame:
         return classes
     at = classes.columns.get_loc("log_norm") + 1
     out = classes.copy()
-    out.insert(at, "norm_scaled", np.exp(out["log_norm"].to_numpy(float)) / math.sqrt(dim))
+    out.insert(at, "norm_scaled", np.exp(2.0 * out["log_norm"].to_numpy(float)) / math.sqrt(dim))
     return out
 
 
