@@ -9,7 +9,9 @@ from lingcollapse.io import to_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="prepare corpora (tokenize and pack into a data dir)")
+    p = sub.add_parser(
+        "data", help="prepare corpora (tokenize and pack into a data dir), count their classes"
+    )
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
     m = verbs.add_parser(
         "prepare",
@@ -89,6 +91,66 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--overwrite", action="store_true", help="replace an existing data dir")
     m.add_argument("--json", action="store_true", help="print meta.json and timings as JSON")
     m.set_defaults(func=prepare)
+    c = verbs.add_parser(
+        "counts",
+        help="samples per class of a train split (Appendix A, Figure 4)",
+        description="Appendix A's counts of a train split (S, T, N = S(T−1), V, C, samples "
+        "per class: mean and std over the classes that occur) and, with --out, Figure 4: the "
+        "most frequent classes' sample counts on a log scale.",
+    )
+    c.add_argument(
+        "source", type=Path, help="a data dir, a train stats file, or a run dir with stats/"
+    )
+    c.add_argument("--out", type=Path, metavar="DIR", help="draw fig4_class_counts.png/.svg here")
+    c.add_argument(
+        "--top", type=int, default=500, metavar="K", help="classes in the figure (default 500)"
+    )
+    c.add_argument("--json", action="store_true", help="print the counts as one JSON object")
+    c.set_defaults(func=counts)
+
+
+def counts(args: argparse.Namespace) -> int:
+    from lingcollapse.data.counts import class_counts, load_tokenizer_of, top_classes
+    from lingcollapse.errors import UserError
+
+    if args.top < 1:
+        raise UserError(f"--top must be positive, not {args.top}")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is a file; give a directory for the figure")
+    found = class_counts(args.source)
+    info = found.summary()
+    tokenizer = load_tokenizer_of(found)
+    top = top_classes(found, args.top, tokenizer)
+    if args.out is not None:
+        from lingcollapse.analysis.figures import figure_class_counts, save
+
+        fig = figure_class_counts(found, args.top, tokenizer)
+        if fig is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            info["figure"] = [str(p) for p in save(fig, args.out / "fig4_class_counts")]
+    if args.json:
+        print(to_json({**info, "top": [[i, n, t] for i, n, t in top]}, indent=2))
+        return 0
+    shown = [f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in _appendix_a(info)]
+    print(", ".join(shown))
+    print("most frequent: " + ", ".join(f"{t!r} {n:,}" for _, n, t in top[:10]))
+    for path in info.get("figure", []):
+        print(f"wrote {path}")
+    return 0
+
+
+def _appendix_a(info: dict) -> list[tuple[str, object]]:
+    names = (
+        ("corpus", "corpus"),
+        ("S", "n_sequences"),
+        ("T", "seq_len"),
+        ("N", "n_samples"),
+        ("V", "vocab_size"),
+        ("C", "n_classes"),
+    )
+    out = [(label, info[key]) for label, key in names if key in info]
+    mean, std = info["samples_per_class_mean"], info["samples_per_class_std"]
+    return [*out, ("samples per class", f"{mean:,.1f} ± {std:,.1f} (mean ± std over C)")]
 
 
 def prepare(args: argparse.Namespace) -> int:

@@ -303,10 +303,15 @@ def measure(
     control = cdnv_control and conv.cdnv_power != 0.0
     tile = fit_tile(tile, g.z.shape[0], device, control)
     pair = pairwise_metrics(g.z, g.sigma2, conv.cdnv_power, tile, control)
+    kept_counts = train.counts[g.kept].double()
     metrics = {
         "n_classes": g.z.shape[0],
         "n_samples": train.n_samples,
         "dim": train.dim,
+        "vocab_size": train.vocab_size,
+        # Appendix A: samples per kept class (TinyStories: 16K on average, std over 32K)
+        "samples_per_class_mean": float(kept_counts.mean()),
+        "samples_per_class_std": float(kept_counts.std(correction=0)),
         "nc1_cdnv": pair.cdnv.value,
         **({} if pair.cdnv_control is None else {"nc1_cdnv_k0": pair.cdnv_control.value}),
         **covariance_metrics(train, g),

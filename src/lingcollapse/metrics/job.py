@@ -25,6 +25,7 @@ from lingcollapse.memory import is_out_of_memory
 from lingcollapse.metrics import conventions
 from lingcollapse.metrics.classifier import load_classifier
 from lingcollapse.metrics.compute import Measured, measure
+from lingcollapse.models.ids import corpus_label
 from lingcollapse.models.saved import model_dir_of, read_identity
 from lingcollapse.stats.files import load_stats
 
@@ -124,6 +125,7 @@ def measure_files(cfg: MeasureConfig) -> MeasureOutcome:
         measured = {k: v for k, v in measured.items() if k not in MODEL_ONLY}
     metrics = {
         **_identity(run_dir, train.metadata),
+        **describe_data(train.metadata, train.n_samples),
         **measured,
         "preset": cfg.preset or DEFAULT_PRESET,
         **conv.as_dict(),
@@ -131,6 +133,35 @@ def measure_files(cfg: MeasureConfig) -> MeasureOutcome:
     _write(out, result, metrics, tag)
     said = [str(w.message) for w in caught] + _degenerate_warning(result)
     return MeasureOutcome(metrics, out, notes, said)
+
+
+def describe_data(meta: dict, n_samples: int) -> dict:
+    """What the page needs to name the data of train stats (Appendix A): S sequences of
+    T tokens (N = S(T − 1) samples), the corpus and tokenizer the data dir's
+    ``meta.json`` records, and a short SHA-256 of that ``meta.json`` that tells two data
+    dirs apart. Only what the stats' metadata allows: statistics from other tools
+    carry none."""
+    out: dict = {}
+    sequences = str(meta.get("sequences", ""))
+    if sequences.isdigit() and int(sequences) > 0:
+        out["n_sequences"] = int(sequences)
+        if n_samples % int(sequences) == 0:
+            out["seq_len"] = n_samples // int(sequences) + 1
+    if meta.get("data_meta_sha256"):
+        out["data_sha256"] = str(meta["data_meta_sha256"])[:12]
+    data = Path(str(meta.get("data", ""))) / "meta.json"
+    if meta.get("data") and data.is_file():
+        try:
+            recorded = json.loads(data.read_text())
+        except (OSError, ValueError):
+            recorded = None
+        if isinstance(recorded, dict):
+            if recorded.get("source"):
+                out["corpus"] = corpus_label(recorded["source"])
+            tok = recorded.get("tokenizer")
+            if isinstance(tok, dict) and tok.get("name"):
+                out["tokenizer"] = str(tok["name"])
+    return out
 
 
 def layer_tag(train_stats: Path, meta: dict) -> str:
