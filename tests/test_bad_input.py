@@ -705,6 +705,10 @@ ANALYZE = {
         t, table_with(a, t, lambda df: df.assign(val_loss=float("nan")))
     ),
     "--figures without --out": lambda a, t: ["analyze", a.table, "--figures"],
+    "--class-counts without --figures": lambda a, t: analyze(t, a.table, "--class-counts", a.data),
+    "--class-counts missing": lambda a, t: analyze(
+        t, a.table, "--figures", "--class-counts", t / "nope"
+    ),
     "--published missing": lambda a, t: analyze(t, "--published", t / "nope.csv"),
     "--out is a file": lambda a, t: ["analyze", a.table, "--out", text(t, "f", "x")],
 }
@@ -881,8 +885,18 @@ DEMO = {
     ],
 }
 
+COUNTS = {
+    "source missing": lambda a, t: ["data", "counts", t / "nope"],
+    "metrics.json as source": lambda a, t: ["data", "counts", a.metrics],
+    "validation stats as source": lambda a, t: ["data", "counts", a.val],
+    "garbled stats": lambda a, t: ["data", "counts", junk(t, "train.safetensors")],
+    "--top 0": lambda a, t: ["data", "counts", a.data, "--top", 0],
+    "--out a file": lambda a, t: ["data", "counts", a.data, "--out", text(t, "f", "x")],
+}
+
 COMMANDS = {
     "data prepare": DATA,
+    "data counts": COUNTS,
     "train": TRAIN,
     "collect": COLLECT,
     "stats merge": MERGE,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import pandas as pd
 import pytest
 
 from lingcollapse.analysis.figures import make_figures
@@ -46,7 +47,8 @@ def test_report_is_self_contained_and_has_the_tables(tmp_path, capsys):
     for model in table["model"]:
         assert f">{model}<" in page
     # fig 1–3, 5, 20–22, 27–28, seeds, weight decay, 2 scaling
-    assert page.count("src='data:image/png;base64,") == 13
+    pngs, svgs = page.count("src='data:image/png;base64,"), page.count("<svg role='img'")
+    assert (pngs, svgs) == (3, 10)  # the scatter figures inline, hover titles and all
     assert "<h3>Figure 5: collapse over training</h3>" in page
     assert "<h3>Training</h3>" not in page  # no run was measured at two epochs
     assert "Table 1: a fixed architecture, 4 seeds" in page
@@ -65,7 +67,7 @@ def test_report_draws_missing_figures(tmp_path, capsys):
     assert main(["report", str(out)]) == 0  # no correlations.json either: computed
     assert (out / "figures" / "fig1_headline.png").stat().st_size > 1000
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 1 and "nc4_agreement" in page
+    assert page.count("aria-label='fig1_headline'") == 1 and "nc4_agreement" in page
     assert "Figure 5" not in page  # no epochs column: neither training section
 
 
@@ -77,3 +79,39 @@ def test_report_bad_dir(tmp_path, capsys, make):
     assert main(["report", str(target)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:")
+
+
+def test_points_carry_their_model_in_the_svg_and_the_page_inlines_it(tmp_path, capsys):
+    """Hovering over a point names its model: each scatter marker of the SVG has a
+    <title>; the report inlines those SVGs with their ids prefixed per figure."""
+    out, table = analyzed_dir(tmp_path, capsys)
+    svg = (out / "figures" / "fig1_headline.svg").read_text()
+    titles = re.findall(r"<title>([^<]*)</title></use>", svg)
+    assert len(titles) == 4 * len(table)  # four panels, every model once in each
+    assert set(titles) == set(table["model"])
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "aria-label='fig1_headline'" in page and "<?xml" not in page
+    ids = re.findall(r"""\bid="([^"]+)\"""", page)
+    assert len(ids) == len(set(ids))  # figures' markers and clip paths never collide
+    for ref in re.findall(r'xlink:href="#([^"]+)"', page):
+        assert ref in ids
+
+
+def test_the_page_names_its_data_and_tells_runs_apart(tmp_path, capsys):
+    """The Data card shows what each group of models was trained and measured on; two
+    runs of one name with other settings keep apart in the table."""
+    runs = tmp_path / "runs"
+    base = {"val_loss": 2.0, "nc1_cdnv": 0.1, "n_sequences": 40, "seq_len": 24, "vocab_size": 97}
+    for i, lr in enumerate((1e-3, 2e-3, 2e-3, 3e-3)):
+        metrics = {**base, "model": "same" if i < 2 else f"m{i}", "val_loss": 2.0 + i}
+        metrics["nc1_cdnv"] = 0.1 * (1 + i)
+        write_run(runs / f"r{i}", "run", metrics, {"lr": lr, "batch_size": 8})
+    out = tmp_path / "out"
+    assert main(["analyze", str(runs), "--permutations", "50", "--out", str(out)]) == 0
+    capsys.readouterr()
+    models = set(pd.read_csv(out / "results.csv")["model"])
+    assert models == {"same [lr=0.001]", "same [lr=0.002]", "m2", "m3"}
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "<h2>Data</h2>" in page and "S sequences" in page and ">learning rate<" in page

@@ -43,6 +43,19 @@ IDENTITY = ("model", "width", "depth", "n_params", "epochs", "weight_decay", "se
 
 # Columns that a metric-like name pattern would catch but that are not properties.
 _NOT_METRICS = {"n_classes", "n_samples", "dim", "n_degenerate_pairs", "cdnv_power", "min_count"}
+# What names a model's data (Appendix A), never correlated: S, T, V, samples per class.
+DATA = (
+    "corpus",
+    "tokenizer",
+    "data_sha256",
+    "n_sequences",
+    "seq_len",
+    "n_samples",
+    "vocab_size",
+    "n_classes",
+    "samples_per_class_mean",
+    "samples_per_class_std",
+)
 # Future or user-added NC columns (nc1_…, gnc2_…, unc3_…) are analysed too.
 _NC_PATTERN = re.compile(r"^(g|u)?nc\d+_")
 

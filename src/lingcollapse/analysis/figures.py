@@ -7,6 +7,7 @@ Panels whose metric is absent (or all-NaN) are left out, never an error.
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 import textwrap
@@ -23,7 +24,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
 
 from lingcollapse.analysis.directions import label, plotted
 from lingcollapse.io import atomic_path
@@ -139,6 +140,23 @@ def _size_norm(df: pd.DataFrame):
     return LogNorm(lo, hi if hi > lo else lo * 10)
 
 
+def _point_names(df: pd.DataFrame) -> list[str]:
+    """What hovering over a model's point says: its id, and its run where that differs."""
+    models = df["model"].astype(str) if "model" in df else pd.Series(map(str, range(len(df))))
+    return models.tolist()
+
+
+def _scatter(fig: Figure, ax, x, y, names, **style):
+    """``ax.scatter`` of the finite points only, each named for the SVG's hover titles."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if "c" in style:
+        style["c"] = np.asarray(style["c"], dtype=float)[ok]
+    collection = ax.scatter(x[ok], y[ok], **style)
+    _name_points(fig, collection, np.asarray(list(names), dtype=object)[ok])
+    return collection
+
+
 def _against_target(df: pd.DataFrame, names, target: str, title: str) -> Figure | None:
     """One scatter panel per metric against the target, coloured by size, R² annotated."""
     names = _present(df, names)
@@ -154,7 +172,7 @@ def _against_target(df: pd.DataFrame, names, target: str, title: str) -> Figure 
             style = {"c": _values(df, "n_params"), "norm": norm, "cmap": "viridis"}
         else:
             style = {"color": "tab:blue"}
-        sc = ax.scatter(x, y, s=18, alpha=0.85, edgecolors="none", **style)
+        sc = _scatter(fig, ax, x, y, _point_names(df), s=18, alpha=0.85, edgecolors="none", **style)
         _r2_title(ax, name, x, y)
         ax.set_xlabel(_wrap(label(name)))
         ax.set_ylabel(label(target))
@@ -164,12 +182,26 @@ def _against_target(df: pd.DataFrame, names, target: str, title: str) -> Figure 
     return fig
 
 
+def _log_axis(ax, which: str, values) -> None:
+    """Put axis ``which`` ("x" or "y") of ``ax`` on a log scale whose labels never collide:
+    ticks at the decades where the values span two or more, else at 1, 2 and 5 × 10^k;
+    minor ticks unlabelled."""
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    decades = np.log10(v.max() / v.min()) if v.size else 0.0
+    subs = (1.0,) if decades >= 2 else (1.0, 2.0, 5.0)
+    axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=8))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _r2_title(ax, name: str, x, y, fontsize: float = 9) -> None:
     """Put the R² of the plotted coordinates above the panel, where it covers no point;
     a :data:`LOG_SCALE` metric goes on a log axis and its R² is that of log10 x."""
     drawn, log_axis = plotted(name, x)
     if log_axis:
-        ax.set_xscale("log")
+        _log_axis(ax, "x", x)
     text = f"R² = {r_squared(drawn, y):.3f}" + (" (log x)" if log_axis else "")
     ax.set_title(text, loc="right", fontsize=fontsize)
 
@@ -235,21 +267,17 @@ def figure_scaling(df: pd.DataFrame, metric: str, along: str = "width") -> Figur
                         label=f"{'L' if other == 'depth' else 'd'}={value:g}",
                     )
             ax.set_title(_panel_title(wd, ep), fontsize=9)
-            if cell.empty:
-                ax.text(
-                    0.5,
-                    0.5,
-                    "no models",
-                    transform=ax.transAxes,
-                    ha="center",
-                    va="center",
-                    color="0.6",
-                )
-            if i == len(decays) - 1:
-                ax.set_xlabel(label(along))
-            if j == 0:
-                ax.set_ylabel(label(metric), fontsize=8)
-    ax0 = axes[0, 0]
+    empty = [[_select(data, wd, ep).empty for ep in epochs] for wd in decays]
+    for j in range(len(epochs)):  # no empty panels; x ticks and label under each column
+        kept = [i for i in range(len(decays)) if not empty[i][j]]
+        for i in range(len(decays)):
+            if empty[i][j]:
+                axes[i, j].remove()
+        if kept:
+            axes[kept[-1], j].tick_params(labelbottom=True)
+            axes[kept[-1], j].set_xlabel(label(along))
+    fig.supylabel(label(metric), fontsize=9)  # one label: the rows' titles say their β
+    ax0 = next(ax for ax in axes.flat if ax in fig.axes)  # shares its scales with all
     if along == "width":  # widths double: log axis, ticked at the widths themselves
         ax0.set_xscale("log", base=2)
         ticks = sorted(data[along].unique())
@@ -261,14 +289,14 @@ def figure_scaling(df: pd.DataFrame, metric: str, along: str = "width") -> Figur
         ticks = sorted(data[along].unique())
         ax0.set_xticks(ticks, [f"{t:g}" for t in ticks])
     if plotted(metric, data[metric])[1]:
-        ax0.set_yscale("log")
-    handles, labels = ax0.get_legend_handles_labels()
-    if not handles:
-        for ax in axes.flat:
-            handles, labels = ax.get_legend_handles_labels()
-            if handles:
-                break
-    fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
+        _log_axis(ax0, "y", data[metric])
+    keyed = {}  # every line drawn in any panel, once, in the order of its value
+    for ax in fig.axes:
+        for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
+            keyed.setdefault(text, handle)
+    order = [f"{'L' if other == 'depth' else 'd'}={value:g}" for value in lines]
+    shown = [t for t in order if t in keyed]
+    fig.legend([keyed[t] for t in shown], shown, loc="center right", fontsize=8, frameon=False)
     fig.suptitle(f"{label(metric)} vs {along}")
     fig.tight_layout(rect=(0, 0, 0.9, 1))
     return fig
@@ -336,7 +364,7 @@ def figure_seeds(df: pd.DataFrame, target: str = "val_loss", metrics=None) -> Fi
     y = _values(group, target)
     for ax, name in zip(axes.flat, names, strict=False):
         x = _values(group, name)
-        ax.scatter(x, y, s=20, color="tab:purple")
+        _scatter(fig, ax, x, y, _point_names(group), s=20, color="tab:purple")
         _r2_title(ax, name, x, y, fontsize=8)
         ax.set_xlabel(_wrap(label(name)), fontsize=8)
         ax.set_ylabel(label(target), fontsize=8)
@@ -397,9 +425,10 @@ def _identity_runs(df: pd.DataFrame) -> pd.Series:
     schedule = _values(df, "epochs") if "epochs" in df.columns else pd.Series(np.nan, df.index)
     if "schedule_epochs" in df.columns:
         schedule = _values(df, "schedule_epochs").fillna(schedule)
-    parts = [df[c].astype(str) for c in ("family", "width", "depth") if c in df.columns]
-    parts.append(schedule.astype(str))
-    parts += [df[c].astype(str) for c in ("weight_decay", "seed") if c in df.columns]
+    # map(str), not astype(str): pandas' string dtype keeps a missing value missing
+    parts = [df[c].map(str) for c in ("family", "width", "depth") if c in df.columns]
+    parts.append(schedule.map(str))
+    parts += [df[c].map(str) for c in ("weight_decay", "seed") if c in df.columns]
     return pd.concat(parts, axis=1).agg("|".join, axis=1)
 
 
@@ -459,7 +488,7 @@ def figure_epochs(df: pd.DataFrame, target: str = "val_loss") -> Figure | None:
             axes[i, j].set_ylabel(_axis_label(metric, 34))
     _epoch_axis(axes, points)
     if "nc1_cdnv" in metrics and (points["nc1_cdnv"].dropna() > 0).all():
-        axes[0, 0].set_yscale("log")
+        _log_axis(axes[0, 0], "y", points["nc1_cdnv"])
     _architecture_legend(fig, colours, styles)
     what = "validation loss" if target == "val_loss" else label(target)
     fig.suptitle(f"Figure 5: collapse (NC1) and {what} over training")
@@ -624,7 +653,7 @@ def _run_lines(ax, curves: pd.DataFrame, name: str, norm, decays) -> None:
             label=run,
         )
     if plotted(name, curves[name])[1]:
-        ax.set_yscale("log")
+        _log_axis(ax, "y", curves[name])
     else:
         ax.yaxis.set_major_locator(MaxNLocator(5))
     ax.set_ylabel(_axis_label(name), fontsize=8)
@@ -667,15 +696,70 @@ def _training_keys(fig: Figure, axes, norm, decays) -> None:
 
 
 def save(fig: Figure, path_stem: Path) -> list[Path]:
-    """PNG and SVG beside each other, each written atomically; the figure is closed."""
+    """PNG and SVG beside each other, each written atomically; the figure is closed. In
+    the SVG each labelled point (:func:`_name_points`) carries a ``<title>``: hovering
+    over it in a browser names its model."""
     paths = []
     for ext in ("png", "svg"):
         path = path_stem.with_suffix(f".{ext}")
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=ext, dpi=110, bbox_inches="tight", metadata=_metadata(ext))
+            if ext == "svg" and getattr(fig, "point_names", None):
+                tmp.write_text(_titled_points(tmp.read_text(), fig.point_names))
         paths.append(path)
     plt.close(fig)
     return paths
+
+
+def _name_points(fig: Figure, collection, names) -> None:
+    """Remember the name of each point of a scatter ``collection`` for the SVG (in the
+    order drawn: NaN points must have been left out, as matplotlib draws none)."""
+    registry = fig.__dict__.setdefault("point_names", {})
+    gid = f"lcpoints{len(registry)}"
+    collection.set_gid(gid)
+    registry[gid] = [str(n) for n in names]
+
+
+_USE = re.compile(r"<use\b[^>]*?/>")
+
+
+_G_TAG = re.compile(r"<g\b[^>]*?(/?)>|</g>")
+
+
+def _group_end(svg: str, start: int) -> int:
+    """Where the ``<g>`` opened just before ``start`` closes (its groups nest: matplotlib
+    wraps each clipped marker in one)."""
+    depth = 1
+    for tag in _G_TAG.finditer(svg, start):
+        if tag.group(0) == "</g>":
+            depth -= 1
+            if depth == 0:
+                return tag.start()
+        elif not tag.group(1):  # not self-closing
+            depth += 1
+    return len(svg)
+
+
+def _titled_points(svg: str, names: dict[str, list[str]]) -> str:
+    """Give the i-th marker of each named scatter group the i-th name as its ``<title>``."""
+    for gid, labels in names.items():
+        start = svg.find(f'id="{gid}"')
+        if start < 0:
+            continue
+        end = _group_end(svg, start)
+        group = svg[start:end]
+        uses = list(_USE.finditer(group))
+        if len(uses) != len(labels):  # points clipped or merged: leave the figure as it is
+            continue
+        out, last = [], 0
+        for match, text in zip(uses, labels, strict=True):
+            title = html.escape(text)
+            out.append(group[last : match.start()])
+            out.append(match.group(0)[:-2].rstrip() + f"><title>{title}</title></use>")
+            last = match.end()
+        out.append(group[last:])
+        svg = svg[:start] + "".join(out) + svg[end:]
+    return svg
 
 
 def _metadata(ext: str) -> dict:
@@ -709,7 +793,7 @@ def figure_layers(layers: pd.DataFrame | None, metrics=None) -> Figure | None:
             x, y = part["layer_index"], part[name].to_numpy(float)
             ax.plot(x, y, "o-", ms=2.5, lw=0.9, alpha=0.8, color=colour)
         if plotted(name, data[name])[1]:
-            ax.set_yscale("log")
+            _log_axis(ax, "y", data[name])
         ax.set_ylabel(_axis_label(name), fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _close_panels(fig, axes, len(names), "layer")
@@ -779,15 +863,16 @@ def figure_decay(df: pd.DataFrame, metrics=None, permutations: int | None = None
         return None
     weak, strong = decay_levels(df)
     fig, axes = _panels(len(names))
+    pair_names = [f"{s} (y) and {w} (x)" for s, w in zip(*_pair_models(pairs), strict=True)]
     for ax, name in zip(axes.flat, names, strict=False):
         x = _values(pairs, f"{name}_weak").to_numpy(float)
         y = _values(pairs, f"{name}_strong").to_numpy(float)
-        ax.scatter(x, y, s=14, alpha=0.8, color="tab:green", edgecolors="none")
+        _scatter(fig, ax, x, y, pair_names, s=14, alpha=0.8, color="tab:green", edgecolors="none")
         lo, hi = np.nanmin([x.min(), y.min()]), np.nanmax([x.max(), y.max()])
         ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls="--", zorder=0)
         if plotted(name, np.concatenate([x, y]))[1]:
-            ax.set_xscale("log")
-            ax.set_yscale("log")
+            _log_axis(ax, "x", np.concatenate([x, y]))
+            _log_axis(ax, "y", np.concatenate([x, y]))
         t = tests[name]
         won = round(t.share_more_collapsed * t.n_pairs)
         ax.set_title(
@@ -802,7 +887,58 @@ def figure_decay(df: pd.DataFrame, metrics=None, permutations: int | None = None
     return fig
 
 
+def _pair_models(pairs: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The strong- and weak-β model of each pair, by id (by row where ids are absent)."""
+    if "model_strong" in pairs and "model_weak" in pairs:
+        return pairs["model_strong"].astype(str).tolist(), pairs["model_weak"].astype(str).tolist()
+    rows = [str(i) for i in range(len(pairs))]
+    return rows, rows
+
+
 def _pair_columns(df: pd.DataFrame) -> list[str]:
     from lingcollapse.analysis.decay import PAIR_KEYS
 
     return [k for k in PAIR_KEYS if k in df.columns]
+
+
+def figure_class_counts(counts, top: int = 500, tokenizer=None) -> Figure | None:
+    """Figure 4 (Appendix A): the samples of the ``top`` most frequent classes, log scale,
+    beside the mean over all C classes that occur; ``counts`` a
+    :class:`lingcollapse.data.counts.ClassCounts`."""
+    from lingcollapse.data.counts import top_classes
+
+    rows = top_classes(counts, top, tokenizer)
+    if not rows:
+        return None
+    info = counts.summary()
+    y = np.array([n for _, n, _ in rows], dtype=float)
+    fig, ax = plt.subplots(figsize=(9.5, 3.8), layout="constrained")
+    ax.bar(np.arange(1, len(y) + 1), y, width=1.0, color="tab:blue", linewidth=0)
+    ax.set_yscale("log")
+    ax.set_xlim(0, len(y) + 1)
+    mean, std = info["samples_per_class_mean"], info["samples_per_class_std"]
+    ax.axhline(mean, color="tab:red", lw=1.0, ls="--")
+    ax.set_xlabel("class rank (most frequent first)")
+    ax.set_ylabel("samples (log scale)")
+    head = ", ".join(f"{text!r} {n:,}" for _, n, text in rows[:5])
+    ax.legend(
+        handles=[
+            Line2D(
+                [],
+                [],
+                color="tab:red",
+                ls="--",
+                label=f"mean over all {info['n_classes']:,} classes: {mean:,.0f} (std {std:,.0f})",
+            ),
+            Line2D([], [], color="none", label=f"most frequent: {head}"),
+        ],
+        loc="upper right",
+        fontsize=8,
+        frameon=False,
+    )
+    what = f" of {info['corpus']}" if info.get("corpus") else ""
+    fig.suptitle(
+        f"Figure 4: the {len(y)} most frequent of C = {info['n_classes']:,} classes{what} "
+        f"(N = {info['n_samples']:,} samples, V = {info['vocab_size']:,})"
+    )
+    return fig

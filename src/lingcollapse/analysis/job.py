@@ -35,6 +35,7 @@ class AnalyzeConfig:
     seed: int = 0  # of the permutations
     out: Path | None = None  # results.csv/.parquet and correlations.json go here
     figures: bool = False  # also draw figures into out/figures
+    class_counts: Path | None = None  # a data dir or train stats: Figure 4 with --figures
 
     def __post_init__(self) -> None:
         self.inputs = [Path(p) for p in self.inputs]
@@ -43,6 +44,9 @@ class AnalyzeConfig:
         if any(not p.strip() for p in self.select):
             raise UserError("--select needs a glob on model ids or run names, e.g. '02x0768_*'")
         self.out = None if self.out is None else Path(self.out)
+        self.class_counts = None if self.class_counts is None else Path(self.class_counts)
+        if self.class_counts is not None and not self.figures:
+            raise UserError("--class-counts draws Figure 4: give --figures (and --out) too")
         if self.figures and self.out is None:
             raise UserError("--figures needs --out DIR to draw into")
         check_permutations(self.permutations)
@@ -55,16 +59,17 @@ def analyze(cfg: AnalyzeConfig) -> Correlations:
     The notes of gathering (and of the figures) come first in the result's ``notes``,
     then those of correlating.
     """
+    counts = _class_counts(cfg.class_counts)  # a bad source fails before anything is written
     gathered = gather(cfg.inputs, tuple(cfg.published))
     select(gathered, cfg.select)
     corr = correlate(gathered.table, cfg.target, cfg.permutations, cfg.seed)
     if cfg.out is not None:
-        _write(cfg, gathered, corr)
+        _write(cfg, gathered, corr, counts)
     corr.notes = gathered.notes + corr.notes
     return corr
 
 
-def _write(cfg: AnalyzeConfig, gathered: Gathered, corr: Correlations) -> None:
+def _write(cfg: AnalyzeConfig, gathered: Gathered, corr: Correlations, counts=None) -> None:
     """results.csv/.parquet, correlations.json, configs.json and figures/ in ``cfg.out``."""
     write_results(gathered.table, cfg.out, gathered.layers)
     write_json(cfg.out / "correlations.json", corr.as_json())
@@ -75,4 +80,24 @@ def _write(cfg: AnalyzeConfig, gathered: Gathered, corr: Correlations) -> None:
         from lingcollapse.analysis.figures import make_figures
 
         made = make_figures(gathered.table, cfg.out / "figures", cfg.target, layers=gathered.layers)
+        if counts is not None:
+            made.extend(_class_counts_figure(counts, cfg.out / "figures"))
         gathered.notes.append(f"{len(made)} figure(s) in {cfg.out / 'figures'}")
+
+
+def _class_counts(source: Path | None):
+    """The class counts of ``--class-counts`` (a data dir, train stats or a run), if any."""
+    if source is None:
+        return None
+    from lingcollapse.data.counts import class_counts
+
+    return class_counts(source)
+
+
+def _class_counts_figure(counts, out: Path) -> list[Path]:
+    """Figure 4 from the counts, its tokens decoded where the data has a tokenizer."""
+    from lingcollapse.analysis.figures import figure_class_counts, save
+    from lingcollapse.data.counts import load_tokenizer_of
+
+    fig = figure_class_counts(counts, tokenizer=load_tokenizer_of(counts))
+    return [] if fig is None else save(fig, out / "fig4_class_counts")

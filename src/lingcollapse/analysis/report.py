@@ -12,6 +12,7 @@ import base64
 import html
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -132,8 +133,8 @@ tr.sig td{background:#eaf6ec}tr.against td{background:#fbeaea}
 td.holds{color:#17692b;font-weight:600}td.against{color:#a61b1b;font-weight:600}
 td.untested{color:#7a8496;font-style:italic}
 .scroll{max-height:520px;overflow:auto;border:1px solid #e1e5ec;border-radius:6px}
-figure{margin:10px 0 26px}figure img{max-width:100%;background:#fff;border:1px solid #e1e5ec;
-border-radius:6px}figcaption{color:#4a5365;font-size:13px;margin-top:4px}
+figure{margin:10px 0 26px}figure img,svg.fig{max-width:100%;height:auto;background:#fff;
+border:1px solid #e1e5ec;border-radius:6px}figcaption{color:#4a5365;font-size:13px;margin-top:4px}
 code{background:#eef1f6;padding:1px 4px;border-radius:3px}details summary{cursor:pointer;
 font-weight:600;margin:8px 0}pre{background:#fff;border:1px solid #e1e5ec;padding:8px;
 font-size:12px;overflow:auto}
@@ -224,6 +225,7 @@ def _page(directory, results, corr, figures, configs) -> str:
         "<h1>Neural collapse and generalization</h1>",
         f"<p class='sub'>{len(results)} models · target <code>{html.escape(target)}</code> · "
         f"source <code>{html.escape(str(directory))}</code></p>",
+        _data_html(results),
         _header(),
         _findings_html(results, corr),
         "<h2>Correlation with generalization across models (§3.8)</h2>",
@@ -238,6 +240,63 @@ def _page(directory, results, corr, figures, configs) -> str:
         "external resources.</p></main></body></html>",
     ]
     return "\n".join(parts)
+
+
+# (column, what the page calls it) for the data card, Appendix A's names.
+_DATA_LABELS = (
+    ("source", "table"),
+    ("corpus", "corpus"),
+    ("tokenizer", "tokenizer"),
+    ("data_sha256", "data (meta.json SHA-256)"),
+    ("n_sequences", "S sequences"),
+    ("seq_len", "T tokens each"),
+    ("n_samples", "N = S(T − 1) samples"),
+    ("vocab_size", "V vocabulary"),
+    ("n_classes", "C classes"),
+    ("samples_per_class_mean", "samples per class"),
+    ("samples_per_class_std", "± std"),
+    ("lr", "learning rate"),
+    ("batch_size", "batch size"),
+)
+
+
+def _data_html(results: pd.DataFrame) -> str:
+    """What the models were trained and measured on: one row per distinct data and
+    settings, with how many models share it (Appendix A's S, N, C, V, T)."""
+    columns = [(c, label) for c, label in _DATA_LABELS if c in results.columns]
+    if not columns:
+        return (
+            "<p class='sub'>The tables give no corpus, tokenizer or counts (S, N, C, V, T): "
+            "measure with this version to record them.</p>"
+        )
+    names = [c for c, _ in columns]
+    shown = results[names].astype(object).where(results[names].notna(), None)
+    groups = shown.astype(str).groupby(names, sort=False)
+    rows = []
+    for _, part in groups:
+        first = shown.loc[part.index[0]]
+        cells = "".join(f"<td>{_num(_plain(first[c]))}</td>" for c in names)
+        rows.append(f"<tr><td>{len(part)}</td>{cells}</tr>")
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in columns)
+    return (
+        "<h2>Data</h2><p class='sub'>What the models were trained and measured on (Appendix "
+        "A's counts of the train split; samples per class over the measured classes).</p>"
+        f"<div class='scroll'><table><tr><th>models</th>{head}</tr>{''.join(rows)}</table></div>"
+    )
+
+
+def _plain(value):
+    """numpy scalars as Python numbers, integral floats as ints (for display)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if (
+        isinstance(value, float)
+        and math.isfinite(value)
+        and value.is_integer()
+        and abs(value) < 1e15
+    ):
+        return int(value)
+    return value
 
 
 def _findings_html(results: pd.DataFrame, corr: dict) -> str:
@@ -460,11 +519,38 @@ def _scaling_caption(stem: str) -> str:
 
 
 def _img(path: Path, caption: str) -> str:
+    """The figure as inline SVG where its points carry hover titles (model ids), else as
+    an embedded PNG."""
+    svg = path.with_suffix(".svg")
+    if svg.is_file() and svg.stat().st_size <= INLINE_SVG_BYTES:
+        text = svg.read_text()
+        if "</title></use>" in text:
+            return (
+                f"<figure class='svg'>{_inline_svg(text, path.stem)}"
+                f"<figcaption>{caption} <span class='muted'>Hover over a point for its "
+                "model.</span></figcaption></figure>"
+            )
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (
         f"<figure><img alt='{html.escape(path.stem)}' src='data:image/png;base64,{data}'>"
         f"<figcaption>{caption}</figcaption></figure>"
     )
+
+
+INLINE_SVG_BYTES = 3_000_000
+_SVG_ID = re.compile(r"""(\bid=")([^"]+)(")""")
+_SVG_REF = re.compile(r"""((?:xlink:)?href="#|url\(#)([^")]+)""")
+
+
+def _inline_svg(text: str, stem: str) -> str:
+    """An SVG file as an element of the page: its prologue dropped, its ids prefixed so
+    that several figures' markers and clip paths cannot collide, scaled to the page."""
+    prefix = re.sub(r"[^A-Za-z0-9_-]", "-", stem) + "-"
+    body = text[text.find("<svg") :]
+    body = _SVG_ID.sub(lambda m: f"{m.group(1)}{prefix}{m.group(2)}{m.group(3)}", body)
+    body = _SVG_REF.sub(lambda m: f"{m.group(1)}{prefix}{m.group(2)}", body)
+    label = html.escape(stem)
+    return body.replace("<svg", f"<svg role='img' aria-label='{label}' class='fig'", 1)
 
 
 def _results_table(results: pd.DataFrame) -> str:

@@ -14,6 +14,7 @@ weight_decay, seed``, then the §3 metric names. Inputs may be
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -28,6 +29,10 @@ from lingcollapse.io import CHECKSUM, read_json
 
 log = logging.getLogger(__name__)
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+# Training settings a run's config.json records that may differ between runs of a sweep.
+SETTINGS = ("lr", "batch_size")
+# What tells apart two models of one name, in this order (a data dir, a setting, a table).
+DISTINGUISH = ("corpus", "data_sha256", "tokenizer", "seq_len", *SETTINGS, "source")
 
 
 @dataclass
@@ -112,7 +117,7 @@ def _metrics_row(path: Path, config: dict, run: Path) -> dict:
     metrics = _load_json(path, "delete it and run `lingcollapse measure` again")
     row = {k: v for k, v in metrics.items() if not isinstance(v, dict | list) and k != CHECKSUM}
     flat = _flatten(config)
-    for key in IDENTITY:
+    for key in (*IDENTITY, *SETTINGS):
         if row.get(key) is None and flat.get(key) is not None:
             row[key] = flat[key]
     row.setdefault("model", run.name)
@@ -147,11 +152,36 @@ def _tidy(table: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
     table = table.drop_duplicates(ignore_index=True)
     if len(table) < before:
         notes.append(f"dropped {before - len(table)} duplicate row(s)")
-    dup = table["model"][table["model"].duplicated()].unique()
-    if len(dup):
-        notes.append(f"model name(s) seen more than once: {', '.join(map(str, dup[:5]))}")
+    _tell_apart(table, notes)
     rest = [c for c in table.columns if c not in IDENTITY]
     return table[list(IDENTITY) + rest]
+
+
+def _tell_apart(table: pd.DataFrame, notes: list[str]) -> None:
+    """Models of one name from different data, settings or tables keep apart: each gets
+    the value that differs, ``name [lr=0.002]``; same-named rows that nothing tells apart
+    are named in a note (in place)."""
+    renamed, alike = 0, []
+    for name, rows in table.groupby("model", sort=False):
+        if len(rows) < 2:
+            continue
+        column = next(
+            (c for c in DISTINGUISH if c in rows and rows[c].astype(str).nunique() > 1), None
+        )
+        if column is None:
+            alike.append(str(name))
+            continue
+        for i in rows.index:
+            table.loc[i, "model"] = f"{name} [{column}={_short(table.loc[i, column])}]"
+        renamed += len(rows)
+    if renamed:
+        notes.append(f"{renamed} models share a name with another: named apart by what differs")
+    if alike:
+        notes.append(f"model name(s) seen more than once: {', '.join(alike[:5])}")
+
+
+def _short(value) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value}"
 
 
 def numeric_column(table: pd.DataFrame, column: str) -> np.ndarray:

@@ -69,6 +69,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write results.csv/.parquet and correlations.json here",
     )
     p.add_argument("--figures", action="store_true", help="also draw figures into OUT/figures")
+    p.add_argument(
+        "--class-counts",
+        type=Path,
+        metavar="DATA_OR_STATS",
+        help="with --figures, also Figure 4 (the 500 most frequent classes) from a data dir, "
+        "train stats or a run dir",
+    )
     p.add_argument("--json", action="store_true", help="print the correlations as one JSON object")
     p.set_defaults(func=run)
 

@@ -73,7 +73,7 @@ TRAIN_OPTIONS = _options(
 )
 COLLECT_KEYS = _options(CollectConfig, {"model", "data", "split", "out", "revision", "train_stats"})
 MEASURE_KEYS = _options(MeasureConfig, {"train_stats", "validation", "classifier", "ood", "out"})
-ANALYZE_KEYS = _options(AnalyzeConfig, {"inputs", "published", "out", "figures"})
+ANALYZE_KEYS = _options(AnalyzeConfig, {"inputs", "published", "out", "figures", "class_counts"})
 
 
 @dataclass(frozen=True)

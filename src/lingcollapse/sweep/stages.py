@@ -107,7 +107,17 @@ def measure_config(
 
 
 def analyze_config(grid: Grid, inputs: list[Path], out: Path) -> AnalyzeConfig:
-    return _config(AnalyzeConfig, "analyze", grid.analyze, inputs=inputs, out=out, figures=True)
+    """Figures included, and Figure 4 from the sweep's data dir (when it made one)."""
+    counts = out / "data" if grid.data else None
+    return _config(
+        AnalyzeConfig,
+        "analyze",
+        grid.analyze,
+        inputs=inputs,
+        out=out,
+        figures=True,
+        class_counts=counts,
+    )
 
 
 def check(grid: Grid, out: Path) -> None:
