@@ -24,7 +24,13 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
+from matplotlib.ticker import (
+    FuncFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+    NullLocator,
+)
 
 from lingcollapse.analysis.directions import label, plotted
 from lingcollapse.io import atomic_path
@@ -184,16 +190,22 @@ def _against_target(df: pd.DataFrame, names, target: str, title: str) -> Figure 
 
 def _log_axis(ax, which: str, values) -> None:
     """Put axis ``which`` ("x" or "y") of ``ax`` on a log scale whose labels never collide:
-    ticks at the decades where the values span two or more, else at 1, 2 and 5 × 10^k;
-    minor ticks unlabelled."""
+    ticks at the decades where the values span two or more, at 1, 2 and 5 × 10^k where
+    they span half a decade or more, else four plain ticks (a narrow span, as over the
+    seeds of one architecture); minor ticks unlabelled."""
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
     axis = ax.xaxis if which == "x" else ax.yaxis
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v) & (v > 0)]
     decades = np.log10(v.max() / v.min()) if v.size else 0.0
+    axis.set_minor_formatter(NullFormatter())
+    if decades < 0.5:
+        axis.set_major_locator(MaxNLocator(4))
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
+        axis.set_minor_locator(NullLocator())
+        return
     subs = (1.0,) if decades >= 2 else (1.0, 2.0, 5.0)
     axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=8))
-    axis.set_minor_formatter(NullFormatter())
 
 
 def _r2_title(ax, name: str, x, y, fontsize: float = 9) -> None:
@@ -202,6 +214,8 @@ def _r2_title(ax, name: str, x, y, fontsize: float = 9) -> None:
     drawn, log_axis = plotted(name, x)
     if log_axis:
         _log_axis(ax, "x", x)
+    else:  # long tick labels (−0.075) must not run into each other
+        ax.xaxis.set_major_locator(MaxNLocator(5))
     text = f"R² = {r_squared(drawn, y):.3f}" + (" (log x)" if log_axis else "")
     ax.set_title(text, loc="right", fontsize=fontsize)
 
@@ -368,8 +382,6 @@ def figure_seeds(df: pd.DataFrame, target: str = "val_loss", metrics=None) -> Fi
         _r2_title(ax, name, x, y, fontsize=8)
         ax.set_xlabel(_wrap(label(name)), fontsize=8)
         ax.set_ylabel(label(target), fontsize=8)
-        if not plotted(name, x)[1]:
-            ax.xaxis.set_major_locator(MaxNLocator(4))
     for ax in axes.flat[len(names) :]:
         ax.remove()
     first = {k: _g(group.iloc[0].get(k)) for k in ("width", "depth", "epochs", "weight_decay")}
