@@ -129,11 +129,12 @@ def test_report_has_both_training_sections(tmp_path, capsys):
     out = tmp_path / "out"
     args = ["analyze", "--published", str(PUBLISHED), "--out", str(out), "--permutations", "100"]
     assert main(args) == 0
-    # The figures analyze --figures draws, less the 20 scaling ones (a minute of drawing);
+    # The two figures of these sections (all of analyze --figures take a minute to draw);
     # from results.csv, so that `run` survives the round trip through the CSV.
     results = pd.read_csv(out / "results.csv")
     assert results["run"].nunique() == 170
-    figures.make_figures(results, out / "figures", scaling=())
+    figures.save(figures.figure_epochs(results), out / "figures" / "fig5_epochs")
+    figures.save(figures.figure_training(results), out / "figures" / "training")
     assert main(["report", str(out)]) == 0
     capsys.readouterr()
     assert (out / "figures" / "fig5_epochs.svg").is_file()

@@ -178,6 +178,10 @@ def test_empty_classes_behave_as_absent():
     w_pad = torch.as_tensor(np.r_[weight, np.ones((pad, 8))])
     a = measure(stats_from(counts, means, m2), classifier=(torch.as_tensor(weight), None))
     b = measure(padded, classifier=(w_pad, None))
+    assert (a.metrics.pop("vocab_size"), b.metrics.pop("vocab_size")) == (
+        len(counts),
+        len(counts) + pad,
+    )
     assert a.metrics == b.metrics
     assert a.classes.equals(b.classes)
 

@@ -823,6 +823,7 @@ def make_figures(
     target: str = "val_loss",
     scaling=SCALING,
     layers: pd.DataFrame | None = None,
+    permutations: int | None = None,
 ) -> list[Path]:
     """Draw every figure that the table (and the layer table) supports into ``out``
     (PNG + SVG)."""
@@ -835,7 +836,7 @@ def make_figures(
         ("fig3_nc3", lambda: figure_nc3(df, target)),
         ("seeds", lambda: figure_seeds(df, target)),
         ("fig5_epochs", lambda: figure_epochs(df, target)),
-        ("decay", lambda: figure_decay(df)),
+        ("decay", lambda: figure_decay(df, permutations=permutations)),
         ("training", lambda: figure_training(df, target=target)),
     ]
     for stem, names, title in APPENDIX:

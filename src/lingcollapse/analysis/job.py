@@ -79,7 +79,13 @@ def _write(cfg: AnalyzeConfig, gathered: Gathered, corr: Correlations, counts=No
         # matplotlib is slow to import: only when figures are asked for
         from lingcollapse.analysis.figures import make_figures
 
-        made = make_figures(gathered.table, cfg.out / "figures", cfg.target, layers=gathered.layers)
+        made = make_figures(
+            gathered.table,
+            cfg.out / "figures",
+            cfg.target,
+            layers=gathered.layers,
+            permutations=cfg.permutations,
+        )
         if counts is not None:
             made.extend(_class_counts_figure(counts, cfg.out / "figures"))
         gathered.notes.append(f"{len(made)} figure(s) in {cfg.out / 'figures'}")

@@ -147,7 +147,13 @@ def write_report(directory: Path) -> Path:
     directory = Path(directory)
     results = _results(directory)
     corr = _correlations(directory, results)
-    figures = _figures(directory, results, corr.get("target", "val_loss"))
+    count = corr.get("permutations")
+    figures = _figures(
+        directory,
+        results,
+        corr.get("target", "val_loss"),
+        count if isinstance(count, int) and count > 0 else None,
+    )
     page = _page(directory, results, corr, figures, _configs(directory))
     out = directory / "report.html"
     write_text(out, page)
@@ -184,7 +190,9 @@ def _correlations(directory: Path, results: pd.DataFrame) -> dict:
     return correlate(results).as_json()  # the defaults of analyze: val_loss, 10⁵, seed 0
 
 
-def _figures(directory: Path, results: pd.DataFrame, target: str) -> list[Path]:
+def _figures(
+    directory: Path, results: pd.DataFrame, target: str, permutations: int | None
+) -> list[Path]:
     fig_dir = directory / "figures"
     pngs = sorted(fig_dir.glob("*.png")) if fig_dir.is_dir() else []
     if not pngs:
@@ -192,7 +200,7 @@ def _figures(directory: Path, results: pd.DataFrame, target: str) -> list[Path]:
 
         layers = directory / "layers.csv"
         by_layer = pd.read_csv(layers) if layers.is_file() else None
-        make_figures(results, fig_dir, target, layers=by_layer)
+        make_figures(results, fig_dir, target, layers=by_layer, permutations=permutations)
         pngs = sorted(fig_dir.glob("*.png"))
     return pngs
 
