@@ -79,6 +79,7 @@ import numpy as np
 import pandas as pd
 
 from lingcollapse.errors import UserError
+from lingcollapse.io import read_csv
 from lingcollapse.models import ids
 
 # Model-level columns both tables share, with our names.
@@ -219,7 +220,7 @@ def load_published(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise UserError(f"published table {path} not found")
     try:
-        df = pd.read_csv(path)
+        df = read_csv(path)
     except Exception as err:  # parser errors name the file, not the fix
         raise UserError(f"cannot read {path}: {str(err).splitlines()[0]}") from None
     df = df.drop(columns=[c for c in df.columns if str(c).startswith("Unnamed")])

@@ -20,7 +20,7 @@ import pandas as pd
 from lingcollapse.analysis.directions import DIRECTION, IDENTITY, METRICS, arrow, is_metric
 from lingcollapse.analysis.summary import ALPHA, format_p, significant
 from lingcollapse.errors import UserError, first_line
-from lingcollapse.io import read_json, write_text
+from lingcollapse.io import read_csv, read_json, write_text
 
 # Order and captions of the figures on the page (paper numbering).
 SECTIONS = (
@@ -167,7 +167,7 @@ def _results(directory: Path) -> pd.DataFrame:
             f"{path} not found: give the --out dir of `lingcollapse analyze` (or a sweep/demo dir)"
         )
     try:
-        return pd.read_csv(path)
+        return read_csv(path)
     except ValueError as err:  # pandas' EmptyDataError, ParserError; UnicodeDecodeError
         raise UserError(
             f"cannot read {path} ({first_line(err)}): run `lingcollapse analyze` "
@@ -199,7 +199,7 @@ def _figures(
         from lingcollapse.analysis.figures import make_figures
 
         layers = directory / "layers.csv"
-        by_layer = pd.read_csv(layers) if layers.is_file() else None
+        by_layer = read_csv(layers) if layers.is_file() else None
         make_figures(results, fig_dir, target, layers=by_layer, permutations=permutations)
         pngs = sorted(fig_dir.glob("*.png"))
     return pngs

@@ -25,7 +25,7 @@ import pandas as pd
 from lingcollapse.analysis import published
 from lingcollapse.analysis.directions import IDENTITY
 from lingcollapse.errors import UserError
-from lingcollapse.io import CHECKSUM, read_json
+from lingcollapse.io import CHECKSUM, read_csv, read_json
 
 log = logging.getLogger(__name__)
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -80,7 +80,7 @@ def read_table(path: Path, notes: list[str]) -> pd.DataFrame:
     if suffix not in TABLE_SUFFIXES:
         raise UserError(f"{path}: unknown table format {suffix!r} (use .csv or .parquet)")
     try:
-        df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+        df = read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
     except Exception as err:  # parser errors name the file, not the fix
         raise UserError(f"cannot read {path}: {str(err).splitlines()[0]}") from None
     df = df.drop(columns=[c for c in df.columns if str(c).startswith("Unnamed")])
