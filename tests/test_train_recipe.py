@@ -9,10 +9,12 @@ tell apart.
 """
 
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
+import transformers
 from safetensors.torch import load_file
 
 from lingcollapse.data.prepare import prepare_embedded
@@ -22,6 +24,18 @@ from lingcollapse.train.loop import TrainConfig, epoch_order, train
 from tiny import TINY, tiny_model
 
 B, LR, WD, SEED = 8, 2e-3, 0.1, 42
+
+# From 4.46 to 5.10.0 the Trainer divided a causal LM's summed loss by every label of the
+# batch, the first of each row included (it is never predicted): its gradients were
+# (T − 1)/T of the mean loss's, which run_clm's Trainer of the paper's time (≤ 4.45), the
+# Trainer since 5.10.1 and ours take, and with clipping the weights drift apart (7e-3 to
+# 7e-2 at 4.56; 3e-10 there once its loss is made the mean). Weights are compared only
+# with a Trainer that averages as the paper's did.
+_VERSION = tuple(int(x) for x in re.findall(r"\d+", transformers.__version__)[:3])
+averages_as_the_paper = pytest.mark.skipif(
+    (4, 46, 0) <= _VERSION < (5, 10, 1),
+    reason=f"transformers {transformers.__version__}'s Trainer over-counts a causal LM's labels",
+)
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +115,7 @@ def trainer_default(setup):
     return _trainer_weights(*setup, warmup=0)
 
 
+@averages_as_the_paper
 @pytest.mark.parametrize(
     ("options", "low", "high"),
     [
@@ -117,6 +132,7 @@ def test_ours_ends_at_the_trainers_weights(setup, trainer_default, options, low,
     assert low <= rel <= high, rel
 
 
+@averages_as_the_paper
 def test_warm_up_as_the_trainer_does(setup):
     root, data, init = setup
     theirs = _trainer_weights(root, data, init, warmup=5)

@@ -21,8 +21,13 @@ import torch
 import torch.nn.functional as F
 
 
-def _sdpa_attn(self, query, key, value, attention_mask=None):
-    """Drop-in for ``GPTNeoSelfAttention._attn``: (B, H, T, d_h) → (B, H, T, d_h)."""
+def _sdpa_attn(self, query, key, value, attention_mask=None, head_mask=None):
+    """Drop-in for ``GPTNeoSelfAttention._attn``: (B, H, T, d_h) → (B, H, T, d_h).
+
+    transformers before 5 passes a ``head_mask`` as well (always None here: masking
+    heads would need the scores, which SDPA never forms)."""
+    if head_mask is not None:
+        raise ValueError("head_mask needs GPT-Neo's eager attention; load with --attention eager")
     q_len, k_len = query.size(-2), key.size(-2)
     window = self.bias[:, :, k_len - q_len : k_len, :k_len]  # (1, 1, T, T) bool
     causal = self.attention_type == "global" and q_len == k_len
@@ -51,11 +56,14 @@ def use_sdpa(model) -> None:
     The model then builds no (B, 1, T, T) mask when no padding mask is passed (the
     config's ``sdpa`` mask path), and returns no attention weights.
     """
-    from transformers.models.gpt_neo.modeling_gpt_neo import GPTNeoSelfAttention
+    from transformers.models.gpt_neo.modeling_gpt_neo import GPTNeoAttention, GPTNeoSelfAttention
 
     swapped = 0
-    for module in model.modules():
-        if type(module) is GPTNeoSelfAttention:
+    for parent in model.modules():
+        module = getattr(parent, "attention", None)
+        if type(parent) is GPTNeoAttention and type(module) is GPTNeoSelfAttention:
+            # transformers before 5 keeps "global"/"local" on the parent only
+            module.attention_type = parent.attention_type
             module._attn = _sdpa_attn.__get__(module)
             swapped += 1
     if swapped:
