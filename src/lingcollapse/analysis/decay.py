@@ -15,7 +15,6 @@ permutations asked), with the share of pairs in which the strong β collapses mo
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,18 +48,6 @@ class DecayTest:
     share_more_collapsed: float  # of the pairs, in which the strong β collapses more
     p_value: float
     exact: bool
-
-    def as_json(self) -> dict:
-        def finite(x):
-            return None if not math.isfinite(x) else float(x)
-
-        return {
-            "n_pairs": self.n_pairs,
-            "mean_gain": finite(self.mean_gain),
-            "share_more_collapsed": finite(self.share_more_collapsed),
-            "p_value": finite(self.p_value),
-            "exact": self.exact,
-        }
 
 
 def decay_levels(df: pd.DataFrame) -> tuple[float, float] | None:

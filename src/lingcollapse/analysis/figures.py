@@ -147,7 +147,7 @@ def _size_norm(df: pd.DataFrame):
 
 
 def _point_names(df: pd.DataFrame) -> list[str]:
-    """What hovering over a model's point says: its id, and its run where that differs."""
+    """What hovering over a model's point says: its id (its row number without one)."""
     models = df["model"].astype(str) if "model" in df else pd.Series(map(str, range(len(df))))
     return models.tolist()
 

@@ -42,7 +42,7 @@ import pandas as pd
 from lingcollapse.analysis import DEFAULT_PERMUTATIONS
 from lingcollapse.analysis.correlation import is_exact, p_precision, permutation_pvalues
 from lingcollapse.analysis.directions import collapse_score as score
-from lingcollapse.analysis.directions import plotted
+from lingcollapse.analysis.directions import is_metric, plotted
 
 ALPHA = 0.05
 HOLDS, AGAINST, NOT_SIGNIFICANT, UNTESTABLE = (
@@ -88,9 +88,6 @@ class Finding:
     metric: str | None = None
     control: str | None = None  # the same test on the scale-invariant CDNV (k = 0)
 
-    def as_json(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
-
     def with_claim(self, claim: str) -> Finding:
         return Finding(claim, self.section, self.verdict, self.evidence, self.metric, self.control)
 
@@ -101,14 +98,6 @@ class Findings:
     n_models: int
     permutations: int
     items: list[Finding] = field(default_factory=list)
-
-    def as_json(self) -> dict:
-        return {
-            "target": self.target,
-            "n_models": self.n_models,
-            "permutations": self.permutations,
-            "findings": [f.as_json() for f in self.items],
-        }
 
 
 def findings(
@@ -257,7 +246,7 @@ def _decay_findings(table, properties, permutations, seed) -> list[Finding]:
             for label, metric in properties
         ]
     names = [m for _, m in properties] + [CONTROL[m] for _, m in properties if m in CONTROL]
-    columns = [c for c in table.columns if c not in names and not _is_directed(c)]
+    columns = [c for c in table.columns if not is_metric(str(c))]  # the pairing keys
     tests = compare_decays(table[[*columns, *[n for n in names if n in table]]], permutations, seed)
     weak, strong = levels
     out = []
@@ -280,12 +269,6 @@ def _decay_findings(table, properties, permutations, seed) -> list[Finding]:
             )
         out.append(Finding(claim, section, verdict, text, metric, control))
     return out
-
-
-def _is_directed(column: str) -> bool:
-    from lingcollapse.analysis.directions import is_metric
-
-    return is_metric(str(column))
 
 
 def _decay_text(test) -> tuple[str, str]:
