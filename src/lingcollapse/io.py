@@ -193,8 +193,10 @@ def file_sha256(path: str | os.PathLike, block: int = 1 << 24) -> str:
 
 
 def read_csv(path: str | os.PathLike):
-    """A CSV as a pandas DataFrame whose floats are the ones written: pandas' default
-    parser before 2.2 may miss the last digit of a 17-digit float (``round_trip`` never)."""
+    """A CSV as a pandas DataFrame whose floats are the ones written: before pandas 3
+    the default parser may miss the last digit of a 17-digit float (``round_trip`` never;
+    pandas 3 parses so by default and deprecates the option)."""
     import pandas as pd  # slow to import: only where a table is read
 
-    return pd.read_csv(path, float_precision="round_trip")
+    exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    return pd.read_csv(path, **exact)
