@@ -489,3 +489,19 @@ def test_analyze_reads_both_published_tables(tmp_path, capsys):
         )
         assert code == 0, err
         assert json.loads(out)["n_models"] == 230
+
+
+def test_an_epoch_model_takes_its_runs_training_config(tmp_path):
+    """RUN/epoch-E/ is measured in place, beside the Hugging Face config.json of its
+    model: its lr and batch size are the run's, as for the run's last model."""
+    run = write_run(
+        tmp_path, "run", {"model": "m@2", "val_loss": 1.0}, {"lr": 2e-3, "batch_size": 16}
+    )
+    epoch = run / "epoch-1"
+    epoch.mkdir()
+    (epoch / "metrics.json").write_text(json.dumps({"model": "m@0", "val_loss": 2.0}))
+    (epoch / "config.json").write_text(json.dumps({"model_type": "gpt_neo", "hidden_size": 32}))
+    gathered = gather([tmp_path])
+    table = gathered.table.set_index("model")
+    assert table.loc["m@0", "lr"] == table.loc["m@2", "lr"] == 2e-3
+    assert gathered.configs["m@0"] == {"lr": 2e-3, "batch_size": 16}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -96,7 +97,7 @@ def read_table(path: Path, notes: list[str]) -> pd.DataFrame:
 def _read_run(run: Path, out: Gathered) -> pd.DataFrame:
     """One row from ``run/metrics.json``; identity missing there comes from config.json.
     Inner layers' ``metrics.layerNN.json`` (DESIGN §9) go to ``out.layer_rows``."""
-    config = _load_json(run / "config.json") if (run / "config.json").is_file() else {}
+    config = _run_config(run)
     row = _metrics_row(run / "metrics.json", config, run)
     if config:
         out.configs[str(row["model"])] = config
@@ -111,6 +112,15 @@ def _read_run(run: Path, out: Gathered) -> pd.DataFrame:
         rows.append({**row, "layer": "last", "layer_index": int(depth) if depth == depth else last})
         out.layer_rows.extend(rows)
     return pd.DataFrame([row])
+
+
+def _run_config(run: Path) -> dict:
+    """The training config of a run dir. An epoch model ``RUN/epoch-E/`` is measured in
+    place: its ``config.json`` is the Hugging Face model's, its training config the run's."""
+    path = run / "config.json"
+    if re.fullmatch(r"epoch-\d+", run.name) and (run.parent / "config.json").is_file():
+        path = run.parent / "config.json"
+    return _load_json(path) if path.is_file() else {}
 
 
 def _metrics_row(path: Path, config: dict, run: Path) -> dict:
