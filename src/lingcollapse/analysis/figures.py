@@ -214,8 +214,8 @@ def _r2_title(ax, name: str, x, y, fontsize: float = 9) -> None:
     drawn, log_axis = plotted(name, x)
     if log_axis:
         _log_axis(ax, "x", x)
-    else:  # long tick labels (−0.075) must not run into each other
-        ax.xaxis.set_major_locator(MaxNLocator(5))
+    else:  # long tick labels (−0.285) must not run into each other
+        ax.xaxis.set_major_locator(MaxNLocator(4))
     text = f"R² = {r_squared(drawn, y):.3f}" + (" (log x)" if log_axis else "")
     ax.set_title(text, loc="right", fontsize=fontsize)
 
