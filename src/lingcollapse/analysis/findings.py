@@ -40,7 +40,12 @@ import numpy as np
 import pandas as pd
 
 from lingcollapse.analysis import DEFAULT_PERMUTATIONS
-from lingcollapse.analysis.correlation import is_exact, p_precision, permutation_pvalues
+from lingcollapse.analysis.correlation import (
+    is_exact,
+    p_precision,
+    pearson_rows,
+    permutation_pvalues,
+)
 from lingcollapse.analysis.directions import collapse_score as score
 from lingcollapse.analysis.directions import is_metric, plotted
 
@@ -307,7 +312,7 @@ def _compare_r2(table, claim, section, a, b, target, seed, resamples: int = 10_0
     if n < 4:
         return Finding(claim, section, UNTESTABLE, f"{n} models with both values: need 4", a)
     xa, xb, y = xa[ok], xb[ok], y[ok]
-    r2a, r2b = _r2(xa, y), _r2(xb, y)
+    r2a, r2b = (float(pearson_rows(x, y)) ** 2 for x in (xa, xb))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(resamples, n))
     diff = _r2_rows(xa[idx], y[idx]) - _r2_rows(xb[idx], y[idx])
@@ -323,11 +328,9 @@ def _compare_r2(table, claim, section, a, b, target, seed, resamples: int = 10_0
     return Finding(claim, section, verdict, text, a)
 
 
-def _r2(x: np.ndarray, y: np.ndarray) -> float:
-    return float(_r2_rows(x[None, :], y[None, :])[0])
-
-
 def _r2_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """R² of each row of ``x`` with the same row of ``y`` (bootstrap resamples, (R, n)):
+    :func:`.correlation.pearson_rows` takes one ``y`` for every row."""
     xc = x - x.mean(axis=1, keepdims=True)
     yc = y - y.mean(axis=1, keepdims=True)
     num = (xc * yc).sum(1)
