@@ -96,14 +96,6 @@ class Correlations:
             },
         }
 
-    def smallest_p(self) -> tuple[float, bool]:
-        """The largest of the metrics' smallest attainable p, and whether it is exact."""
-        tested = [c for c in self.metrics.values() if math.isfinite(c.p_min)]
-        if not tested:
-            return math.nan, False
-        worst = max(tested, key=lambda c: c.p_min)
-        return worst.p_min, worst.exact
-
 
 def _finite(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)

@@ -48,6 +48,7 @@ from lingcollapse.analysis.correlation import (
 )
 from lingcollapse.analysis.directions import collapse_score as score
 from lingcollapse.analysis.directions import is_metric, plotted
+from lingcollapse.analysis.summary import format_p
 
 ALPHA = 0.05
 HOLDS, AGAINST, NOT_SIGNIFICANT, UNTESTABLE = (
@@ -225,8 +226,7 @@ def _decide(oriented_r: float, p: float) -> str:
 
 
 def _p(p: float, exact: bool) -> str:
-    text = f"{p:.4f}" if p >= 1e-3 else f"{p:.1e}"
-    return text + (" (exact)" if exact else "")
+    return format_p(p).strip() + (" (exact)" if exact else "")
 
 
 def _decay_findings(table, properties, permutations, seed) -> list[Finding]:

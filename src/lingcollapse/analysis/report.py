@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from lingcollapse.analysis.directions import DIRECTION, IDENTITY, METRICS, arrow, is_metric
-from lingcollapse.analysis.summary import ALPHA, format_p, significant
+from lingcollapse.analysis.summary import ALPHA, format_p, significant, test_settings
 from lingcollapse.errors import UserError, first_line
 from lingcollapse.io import read_csv, read_json, write_text
 
@@ -410,10 +410,11 @@ def _correlation_table(corr: dict) -> str:
         ]
         shade = "against" if against else "sig" if sig else ""
         rows.append(f"<tr class='{shade}'>{''.join(cells)}</tr>")
-    n = corr.get("n_models", "?")
+    n, settings = corr.get("n_models", "?"), test_settings(corr)
     return (
         f"<p class='sub'>{n} models, target <code>{html.escape(str(corr.get('target')))}</code>"
-        f"{_test_note(corr)}.</p><table>{head}{''.join(rows)}</table>"
+        f"{'; ' if settings else ''}{html.escape(settings)}.</p>"
+        f"<table>{head}{''.join(rows)}</table>"
     )
 
 
@@ -427,24 +428,6 @@ def _plotted(c: dict) -> str:
     if c.get("plotted_as") != "log10":
         return "<span class='muted'>same</span>"
     return f"{_num(c.get('r2_plotted'), 6)} <span class='muted'>(log)</span>"
-
-
-def _test_note(corr: dict) -> str:
-    """The permutations and the smallest attainable p, from the metrics' entries."""
-    entries = [c for c in corr.get("metrics", {}).values() if c.get("p_min") is not None]
-    if not entries:
-        return ""
-    worst = max(entries, key=lambda c: c["p_min"])
-    if worst.get("exact"):
-        limit = f"; no p can be below {ALPHA}" if worst["p_min"] >= ALPHA else ""
-        return (
-            f"; exact permutation test (all pairings): the smallest attainable p is "
-            f"{worst['p_min']:.3g}{limit}"
-        )
-    count = corr.get("permutations")
-    return (
-        f"; {count:,} permutations, seed {corr.get('seed')}" if isinstance(count, int) else ""
-    ) + f"; the smallest attainable p is {worst['p_min']:.2g}"
 
 
 def _seed_section(results: pd.DataFrame, target: str) -> str:

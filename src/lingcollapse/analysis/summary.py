@@ -27,17 +27,22 @@ def format_p(p: float) -> str:
     return f"{p:7.4f}" if p >= 1e-3 or p == 0 else f"{p:7.1e}"
 
 
-def test_settings(corr: Correlations) -> str:
-    """How the p-values were found, and the smallest one the test can give."""
-    floor, exact = corr.smallest_p()
-    if exact:
+def test_settings(corr: dict) -> str:
+    """How the p-values were found, and the smallest one the test can give (the largest
+    of the metrics' floors), from the ``analyze --json`` object (correlations.json)."""
+    tested = [c for c in corr.get("metrics", {}).values() if c.get("p_min") is not None]
+    worst = max(tested, key=lambda c: c["p_min"], default=None)
+    if worst is not None and worst.get("exact"):
         return (
-            f"exact test over all pairings of {corr.n_models} models: the smallest "
-            f"attainable p is {floor:.3g}"
-            + (f", so no p can be below {ALPHA}" if floor >= ALPHA else "")
+            f"exact test over all pairings of {corr.get('n_models')} models: the smallest "
+            f"attainable p is {worst['p_min']:.3g}"
+            + (f", so no p can be below {ALPHA}" if worst["p_min"] >= ALPHA else "")
         )
-    text = f"{corr.permutations:,} permutations, seed {corr.seed}"
-    return text + (f"; the smallest attainable p is {floor:.2g}" if math.isfinite(floor) else "")
+    count = corr.get("permutations")
+    text = f"{count:,} permutations, seed {corr.get('seed')}" if isinstance(count, int) else ""
+    if worst is not None:
+        text += ("; " if text else "") + f"the smallest attainable p is {worst['p_min']:.2g}"
+    return text
 
 
 def correlation_table(corr: Correlations) -> str:
@@ -52,7 +57,7 @@ def correlation_table(corr: Correlations) -> str:
     )
     lines = [
         f"{corr.target} vs {len(names)} metrics over {corr.n_models} models "
-        f"({test_settings(corr)})",
+        f"({test_settings(corr.as_json())})",
         head,
         "-" * (len(head) + 30),
     ]
