@@ -170,12 +170,11 @@ def test_plan_counts_tokens_from_the_data_dir_once_there(swept, capsys):
 
 
 def test_the_paper_plan_is_the_authors_table(capsys):
-    """`sweep configs/paper.toml --plan --json`: the 230 model ids of lc-2024_05_18.csv,
-    from 170 runs."""
+    """`sweep paper --plan --json` (the bundled grid): the 230 model ids of
+    lc-2024_05_18.csv, from 170 runs."""
     from pathlib import Path
 
-    configs = Path(__file__).resolve().parent.parent / "configs"
-    assert main(["sweep", str(configs / "paper.toml"), "--plan", "--json"]) == 0
+    assert main(["sweep", "paper", "--plan", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert len(plan["runs"]) == 170 and len(plan["models"]) == 230
     models = {m["name"]: m for m in plan["models"]}

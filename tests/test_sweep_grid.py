@@ -9,8 +9,7 @@ from lingcollapse.errors import UserError
 from lingcollapse.models.ids import run_name
 from lingcollapse.sweep.grid import load_grid, parse_grid
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-SWEEP = Path(__file__).resolve().parent.parent / "src" / "lingcollapse" / "sweep"
+CONFIGS = Path(__file__).resolve().parent.parent / "src" / "lingcollapse" / "configs"
 PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "data" / "published"
 
 
@@ -104,8 +103,8 @@ def test_bad_grids_name_the_key(raw, words):
     [
         CONFIGS / "paper.toml",
         CONFIGS / "pythia.toml",
-        SWEEP / "demo.toml",
-        SWEEP / "demo-quick.toml",
+        CONFIGS / "demo.toml",
+        CONFIGS / "demo-quick.toml",
     ],
 )
 def test_shipped_grids_parse(path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from importlib import resources
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -15,12 +14,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep",
         help="run a grid of models through every stage, then analyze",
-        description="Run every cell of GRID (a TOML file, see configs/) through data prepare "
+        description="Run every cell of GRID (a TOML file, or the name of a bundled grid: "
+        "paper, pythia, demo, demo-quick; see --list) through data prepare "
         "→ train → collect train → collect validation → measure, then analyze and report. "
         "Stages whose artifacts are complete are skipped, so a killed sweep continues where "
         "it stopped when run again.",
     )
-    p.add_argument("grid", type=Path, help="grid file (.toml)")
+    p.add_argument(
+        "grid", nargs="?", help="grid file (.toml), or a bundled grid's name (e.g. paper)"
+    )
+    p.add_argument("--list", action="store_true", help="list the bundled grids and exit")
     p.add_argument("--out", type=Path, help="output dir (default: sweeps/NAME)")
     p.add_argument("--executor", choices=["local", "slurm"], help="override executor.kind")
     p.add_argument(
@@ -45,11 +48,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_sweep(args: argparse.Namespace) -> int:
     from lingcollapse.errors import UserError
+    from lingcollapse.sweep import bundled
     from lingcollapse.sweep.grid import load_grid
 
+    if args.list:
+        for name in bundled.names():
+            print(f"{name:<12} {bundled.summary(name)}")
+        return 0
+    if args.grid is None:
+        raise UserError("give a grid: a .toml file or a bundled grid's name (sweep --list)")
     if args.json and not args.plan:
         raise UserError("--json prints the plan: give it with --plan")
-    grid = load_grid(args.grid)
+    grid = load_grid(bundled.resolve(args.grid))
     out = args.out or Path("sweeps") / grid.name
     if args.plan:
         return _plan(grid, out, args.json)
@@ -66,13 +76,11 @@ def _plan(grid, out: Path, as_json: bool) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from lingcollapse.sweep.grid import parse_grid
+    from lingcollapse.sweep import bundled
+    from lingcollapse.sweep.grid import load_grid
 
-    name = "demo-quick.toml" if args.quick else "demo.toml"
-    text = resources.files("lingcollapse.sweep").joinpath(name).read_text()
-    import tomllib
-
-    return _run(parse_grid(tomllib.loads(text), where=name), args.out, "local")
+    grid = load_grid(bundled.path("demo-quick" if args.quick else "demo"))
+    return _run(grid, args.out, "local")
 
 
 def _run(grid, out: Path, executor: str) -> int:

@@ -1,7 +1,7 @@
 """Grid files: which runs a sweep trains, which models it measures, and how.
 
-A grid is a TOML file (see ``configs/paper.toml``, ``configs/pythia.toml`` and the demo's
-``sweep/demo.toml``)::
+A grid is a TOML file (see the bundled grids in ``lingcollapse/configs/``: ``paper.toml``,
+``pythia.toml``, the demo's ``demo.toml``; :mod:`lingcollapse.sweep.bundled`)::
 
     [data]            # options of `data prepare` (corpus, tokens, seq_len, …)
     [train]           # a group: widths × depths × epochs × weight_decays × seeds,
@@ -158,7 +158,9 @@ def load_grid(path: str | Path) -> Grid:
     path = Path(path)
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "not found"
-        raise UserError(f"grid file {path} {what}: give a .toml file (see configs/ for examples)")
+        raise UserError(
+            f"grid file {path} {what}: give a .toml file (or a bundled grid's name: sweep --list)"
+        )
     try:
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
