@@ -7,10 +7,9 @@ of the class means (Eq. 2, footnote 9), σ_c² is the biased within-class varian
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import asdict, dataclass, replace
 
-from lingcollapse.errors import UserError
+from lingcollapse.errors import UserError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -52,8 +51,7 @@ def resolve(preset: str | None = None, **overrides) -> Convention:
     """A preset (default ``wu-papyan``) with explicit options laid over it."""
     name = ALIASES.get(preset or "wu-papyan", preset or "wu-papyan")
     if name not in PRESETS:
-        close = difflib.get_close_matches(name, [*PRESETS, *ALIASES], n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, [*PRESETS, *ALIASES])
         raise UserError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)}){hint}")
     given = {k: v for k, v in overrides.items() if v is not None}
     return replace(PRESETS[name], **given)

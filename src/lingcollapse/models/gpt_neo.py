@@ -6,9 +6,7 @@ released checkpoints (``rhubarbwu/TinyStories-12x1024_10L`` …) load the same w
 
 from __future__ import annotations
 
-import difflib
-
-from lingcollapse.errors import UserError
+from lingcollapse.errors import UserError, did_you_mean
 
 PAPER_WIDTHS = (64, 128, 256, 512, 768, 1024)
 PAPER_DEPTHS = (1, 2, 4, 8, 12)
@@ -42,8 +40,7 @@ def check_size(width: int, depth: int, allow_any_size: bool = False) -> None:
         return
     for name, value, allowed in (("width", width, PAPER_WIDTHS), ("depth", depth, PAPER_DEPTHS)):
         if value not in allowed:
-            close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
+            hint = did_you_mean(str(value), [str(a) for a in allowed], str)
             raise UserError(
                 f"unknown {name} {value}: the paper's are {allowed}{hint} "
                 "(--allow-any-size for other sizes)"

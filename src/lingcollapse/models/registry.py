@@ -15,11 +15,10 @@ no dropout and the tokenizer's vocabulary. Names are case-insensitive, with alia
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lingcollapse.errors import UserError
+from lingcollapse.errors import UserError, did_you_mean
 from lingcollapse.models.gpt_neo import check_size, gpt_neo_config, heads_for
 
 
@@ -91,8 +90,7 @@ def family(name: str) -> Family:
     """The family called ``name`` (or one of its aliases), or a did-you-mean error."""
     found = _BY_NAME.get(name.lower())
     if found is None:
-        close = difflib.get_close_matches(name.lower(), list(_BY_NAME), n=1)
-        hint = f"; did you mean {_BY_NAME[close[0]].name}?" if close else ""
+        hint = did_you_mean(name.lower(), _BY_NAME, lambda alias: _BY_NAME[alias].name)
         raise UserError(f"unknown model family {name!r}: use one of {', '.join(FAMILIES)}{hint}")
     return found
 

@@ -27,7 +27,6 @@ the fields of that stage's config (``PrepareConfig``, ``TrainConfig``, ``Collect
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import re
 import tomllib
@@ -38,7 +37,7 @@ from typing import Any
 from lingcollapse.analysis.job import AnalyzeConfig
 from lingcollapse.collect.run import CollectConfig
 from lingcollapse.data.prepare import PrepareConfig
-from lingcollapse.errors import UserError
+from lingcollapse.errors import UserError, did_you_mean
 from lingcollapse.metrics.job import MeasureConfig
 from lingcollapse.models import ids, registry
 from lingcollapse.train.config import TrainConfig
@@ -213,8 +212,7 @@ def _known(table: Any, allowed: set[str], where: str) -> None:
         raise UserError(f"{where}: expected a table of keys, got {type(table).__name__}")
     for key in table:
         if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, sorted(allowed))
             raise UserError(
                 f"{where}: unknown key {key!r}{hint} (known: {', '.join(sorted(allowed))})"
             )
