@@ -277,7 +277,7 @@ def test_collect_out_of_memory_keeps_the_checkpoint(tiny_run, tmp_path, monkeypa
     model, data = tiny_run
     out = tmp_path / "train.safetensors"
     args = collect_args(model, data, out, "--batch-size", "4", "--checkpoint-every", "4")
-    real_step, calls = collect_run._step, []
+    real_step, calls = collect_run.add_batch, []
 
     def step(*a):
         calls.append(1)
@@ -285,7 +285,7 @@ def test_collect_out_of_memory_keeps_the_checkpoint(tiny_run, tmp_path, monkeypa
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         real_step(*a)
 
-    monkeypatch.setattr(collect_run, "_step", step)
+    monkeypatch.setattr(collect_run, "add_batch", step)
     assert main(args) == 2
     partial = out.with_name(out.name + ".partial")
     assert capsys.readouterr().err == (
@@ -294,7 +294,7 @@ def test_collect_out_of_memory_keeps_the_checkpoint(tiny_run, tmp_path, monkeypa
         "it, or free memory and re-run)\n"
     )
     assert collect_run._saved_cursor(partial) == 8 and not out.exists()
-    monkeypatch.setattr(collect_run, "_step", real_step)
+    monkeypatch.setattr(collect_run, "add_batch", real_step)
     assert main(args) == 0  # the same command resumes and ends as an uninterrupted run
     whole = tmp_path / "whole" / "train.safetensors"
     assert main(collect_args(model, data, whole, *args[-4:])) == 0

@@ -6,12 +6,16 @@ hidden state after the final norm. For every architecture we know of, the base m
 computes logits (at V = 50,257 the head is the largest matmul of a small model). This
 is checked on every load with a forward pre-hook on ``get_output_embeddings()``; a model
 where it does not hold is run whole and the head's input is taken from the hook.
+
+:func:`load_model` loads a model for ``lingcollapse collect``; :func:`embedding_model`
+wraps one already in memory (any ``nn.Module`` causal LM, PEFT-wrapped ones included),
+and both go through the same checks.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,6 +23,7 @@ from torch import Tensor, nn
 
 from lingcollapse.errors import UserError
 from lingcollapse.hub import load_pretrained
+from lingcollapse.metrics.classifier import output_layer
 from lingcollapse.models.attention import use_sdpa
 from lingcollapse.models.saved import model_dir_of, read_identity
 from lingcollapse.stats.files import tensors_sha256
@@ -41,6 +46,7 @@ class EmbeddingModel:
     name: str
     revision: str | None
     body_only: bool  # base model's last_hidden_state == lm_head input (checked)
+    _head: tuple[Tensor, Tensor | None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def vocab_size(self) -> int:
@@ -70,23 +76,42 @@ class EmbeddingModel:
         return tensors_sha256(self.model.state_dict())
 
     def classifier(self) -> tuple[Tensor, Tensor | None]:
-        head = self.model.get_output_embeddings()
-        bias = getattr(head, "bias", None)
-        return head.weight.detach(), None if bias is None else bias.detach()
+        """``W`` (V, d) and ``b`` (V,) or None of Eq. 1, in the model's dtype and device
+        (read once: a head that is not a plain ``nn.Linear`` is probed with a forward)."""
+        if self._head is None:
+            self._head = output_layer(self.model)
+        return self._head
+
+    @property
+    def hf_style(self) -> bool:
+        """Whether the model takes Hugging Face's keywords (``input_ids``, hidden states);
+        any other module is called on the ids alone and gives its last layer only."""
+        return getattr(self.model, "config", None) is not None
 
     @torch.inference_mode()
-    def embeddings(self, ids: Tensor, layers: list[int | str]) -> dict[int | str, Tensor]:
+    def embeddings(
+        self, ids: Tensor, layers: list[int | str], attention_mask: Tensor | None = None
+    ) -> dict[int | str, Tensor]:
         """``{layer: (B, T, d)}`` for layer indices (0 = the token embeddings, i = the
-        output of block i) and ``"last"`` (the input of the output layer)."""
+        output of block i) and ``"last"`` (the input of the output layer); ``ids`` (B, T),
+        ``attention_mask`` (B, T) passed on to the model where given."""
         hidden = any(layer != "last" for layer in layers)
+        if hidden and not self.hf_style:
+            raise UserError(
+                f"{self.name} is no Hugging Face model: only its last layer can be read "
+                "(use layers=None)"
+            )
         if self.body_only:
-            out = self.model.base_model(input_ids=ids, output_hidden_states=hidden, use_cache=False)
+            kwargs = {} if attention_mask is None else {"attention_mask": attention_mask}
+            out = self.model.base_model(
+                input_ids=ids, output_hidden_states=hidden, use_cache=False, **kwargs
+            )
             last = out.last_hidden_state
         else:
-            out, last = self._through_head(ids, hidden)
+            out, last = self._through_head(ids, hidden, attention_mask)
         return {layer: last if layer == "last" else out.hidden_states[layer] for layer in layers}
 
-    def _through_head(self, ids: Tensor, hidden: bool):
+    def _through_head(self, ids: Tensor, hidden: bool, attention_mask: Tensor | None = None):
         captured = {}
 
         def hook(module, args):
@@ -94,9 +119,22 @@ class EmbeddingModel:
 
         handle = self.model.get_output_embeddings().register_forward_pre_hook(hook)
         try:
-            out = self.model(input_ids=ids, output_hidden_states=hidden, use_cache=False)
+            if self.hf_style:
+                kwargs = {} if attention_mask is None else {"attention_mask": attention_mask}
+                out = self.model(
+                    input_ids=ids, output_hidden_states=hidden, use_cache=False, **kwargs
+                )
+            else:
+                out = self.model(ids)
         finally:
             handle.remove()
+        if "h" not in captured or captured["h"].shape[:2] != ids.shape:
+            seen = tuple(captured["h"].shape) if "h" in captured else "nothing"
+            raise UserError(
+                f"the output layer of {self.name} saw {seen} for ids of shape "
+                f"{tuple(ids.shape)}: its forward must apply get_output_embeddings() to "
+                "every position (B, T, d)"
+            )
         return out, captured["h"]
 
 
@@ -130,6 +168,17 @@ def load_model(
         raise UserError(
             f"{source} has no output layer (get_output_embeddings() is None): it is not a causal LM"
         )
+    return embedding_model(model, name, revision)
+
+
+def embedding_model(model: nn.Module, name: str, revision: str | None = None) -> EmbeddingModel:
+    """Wrap a causal LM for collection, checked: it has an output layer, gives finite
+    embeddings, and whether its base model's ``last_hidden_state`` is the head's input
+    (else every pass runs the whole model and reads that input with a hook). The model
+    is used as it is: put it in eval mode first."""
+    if not isinstance(model, nn.Module):
+        raise UserError(f"expected a torch.nn.Module causal LM, not {type(model).__name__}")
+    output_layer(model)  # a UserError when there is none
     wrapped = EmbeddingModel(model, name, revision, body_only=True)
     wrapped.body_only = _body_is_head_input(wrapped)
     _check_finite(wrapped)
@@ -171,6 +220,8 @@ def _body_is_head_input(m: EmbeddingModel) -> bool:
     """Does base_model(...).last_hidden_state equal the input of the output layer?"""
     ids = torch.arange(8, device=m.device).remainder(m.vocab_size).unsqueeze(0)  # (1, 8)
     _, head_input = m._through_head(ids, hidden=False)
+    if not m.hf_style:
+        return False
     try:
         body = m.model.base_model(input_ids=ids, use_cache=False).last_hidden_state
     except (AttributeError, TypeError):

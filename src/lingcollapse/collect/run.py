@@ -36,6 +36,12 @@ from safetensors.torch import load_file, save_file
 
 from lingcollapse import faults, memory
 from lingcollapse.collect import distributed
+from lingcollapse.collect.accumulate import (
+    add_batch,
+    finished,
+    train_accumulators,
+    validation_accumulators,
+)
 from lingcollapse.collect.data import REMAKE, Shard, open_split
 from lingcollapse.collect.model import DTYPES, EmbeddingModel, load_model
 from lingcollapse.device import finish, setup
@@ -43,9 +49,8 @@ from lingcollapse.errors import UserError, first_line
 from lingcollapse.io import atomic_path, exclusive, file_sha256, read_json, remove_stale_temps
 from lingcollapse.memory import ModelShape, collect_work_bytes, is_out_of_memory
 from lingcollapse.progress import progress
-from lingcollapse.stats.classes import ClassAccumulator, ClassStats
+from lingcollapse.stats.classes import ClassAccumulator
 from lingcollapse.stats.files import load_stats, save_stats, tensors_sha256
-from lingcollapse.stats.validation import ValidationAccumulator, ValidationStats
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +161,7 @@ def collect(cfg: CollectConfig) -> list[Path]:
 
 def _write(layers, outputs, accs, partial: Path, meta: dict, dist) -> list[Path]:
     """Merge the ranks' statistics on rank 0 and write one file per layer."""
-    results = {layer: _finished(acc) for layer, acc in accs.items()}
+    results = {layer: finished(acc) for layer, acc in accs.items()}
     results = distributed.merge_to_rank0(results, dist)
     written = []
     if dist.rank == 0:
@@ -195,7 +200,7 @@ def _pass(
             stop = min(start + cfg.batch_size, total)
             batch = np.asarray(tokens[rows.start + start : rows.start + stop])
             ids = torch.from_numpy(batch.astype(np.int64)).to(model.device)  # (B, T)
-            _step(model, ids, layers, accs)
+            add_batch(model, ids, layers, accs)
             since_checkpoint += stop - start
             bar.update((stop - start) * seq_len)
             bar.set_postfix_str(f"{stop}/{total} seq", refresh=False)
@@ -205,47 +210,15 @@ def _pass(
                 since_checkpoint = 0
 
 
-def _step(model: EmbeddingModel, ids: torch.Tensor, layers, accs) -> None:
-    """One batch: embeddings at positions 0 … T−2 are samples of tokens 1 … T−1."""
-    embeddings = model.embeddings(ids, layers)
-    labels = ids[:, 1:].reshape(-1)  # (B·(T−1),)
-    for layer, h in embeddings.items():
-        accs[layer].update(h[:, :-1].reshape(labels.numel(), -1), labels)
-
-
 def _accumulators(cfg: CollectConfig, model: EmbeddingModel, layers, device) -> dict:
+    """The train pass's accumulators, or the validation pass's, which read and check
+    each layer's ``--train-stats``."""
     if cfg.split == "train":
-        return {
-            layer: ClassAccumulator(model.vocab_size, model.dim, cfg.covariance, device)
-            for layer in layers
-        }
-    weight, bias = model.classifier()
-    accs = {}
-    for layer in layers:
-        train = load_stats(layer_path(cfg.train_stats, layer), kind="train")
-        if train.vocab_size != model.vocab_size or train.dim != model.dim:
-            raise UserError(
-                f"train stats {layer_path(cfg.train_stats, layer)} (V="
-                f"{train.vocab_size}, d={train.dim}) do not belong to this model "
-                f"(V={model.vocab_size}, d={model.dim})"
-            )
-        _check_finite(layer_path(cfg.train_stats, layer), train, cfg.min_count)
-        accs[layer] = ValidationAccumulator(weight, bias, train, cfg.min_count, device)
-    return accs
-
-
-def _check_finite(path: Path, train: ClassStats, min_count: int) -> None:
-    """NaN or Inf means of a kept class would decide every NCC comparison (Eq. 9)."""
-    kept = train.counts >= min_count  # (V,)
-    if not torch.isfinite(train.means[kept]).all():
-        raise UserError(
-            f"train stats {path} hold NaN or Inf means of classes with ≥ {min_count} "
-            "samples: re-collect them (e.g. with --dtype float32) or raise --min-count"
-        )
-
-
-def _finished(acc) -> ClassStats | ValidationStats:
-    return acc.compute() if isinstance(acc, ClassAccumulator) else acc.state
+        return train_accumulators(model, layers, cfg.covariance, device)
+    paths = {layer: layer_path(cfg.train_stats, layer) for layer in layers}
+    trains = {layer: load_stats(path, kind="train") for layer, path in paths.items()}
+    names = {layer: f"train stats {path}" for layer, path in paths.items()}
+    return validation_accumulators(model, trains, cfg.min_count, device, names)
 
 
 # ---------------------------------------------------------------- memory
