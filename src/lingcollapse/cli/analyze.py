@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=DEFAULT_PERMUTATIONS,
         metavar="N",
-        help="permutation-test resamples (default 10⁵; all n! pairings, exact, when n! ≤ N)",
+        help="permutation-test resamples (all n! pairings, exact, when n! ≤ N)",
     )
     p.add_argument(
         "--seed", type=int, default=0, metavar="S", help="seed of the permutations (default 0)"

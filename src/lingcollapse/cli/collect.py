@@ -19,7 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help="run dir, a run's epoch-E/, local HF model dir or hub id")
     p.add_argument("--data", required=True, help="data dir with {split}.npy")
-    p.add_argument("--split", default="train", choices=["train", "validation"])
+    p.add_argument(
+        "--split",
+        default="train",
+        choices=["train", "validation"],
+        help="which split of the data dir to stream",
+    )
     p.add_argument("--out", required=True, help="stats file to write (.safetensors)")
     p.add_argument("--train-stats", help="train stats for --split validation (NCC means)")
     p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass")

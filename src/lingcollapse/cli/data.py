@@ -32,9 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--corpus",
         default="embedded",
         metavar="embedded|tinystories|PATH",
-        help="the built-in story generator (default, no download), TinyStories (the paper's, "
-        "via `datasets`), or a .txt file (documents separated by blank lines), a directory "
-        "of .txt files (one document each), a .jsonl or .parquet file",
+        help="embedded: the built-in story generator (no download); tinystories: "
+        "TinyStories (the paper's, via `datasets`); or a .txt file (documents separated by "
+        "blank lines), a directory of .txt files (one document each), a .jsonl or .parquet file",
     )
     m.add_argument("--out", type=Path, required=True, metavar="DATA_DIR", help="data dir to make")
     tok = m.add_mutually_exclusive_group()

@@ -36,7 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--width", type=int, help="d ∈ {64, …, 1024} (Table 2; default 64)")
     p.add_argument("--depth", type=int, help="L ∈ {1, 2, 4, 8, 12} (default 1)")
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=1,
+        help="passes over the train split (the learning rate decays linearly over all)",
+    )
     p.add_argument(
         "--weight-decay", type=float, default=0.0005, help="β (the paper: 0.0005 or 0.1)"
     )
@@ -63,7 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="keep the model after these epochs (e.g. 1,3,6, counted from 1, or all) as "
         "RUN/epoch-E/, a model dir for collect, measure and inspect",
     )
-    p.add_argument("--checkpoint-every", type=int, default=500, help="steps")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=500,
+        help="optimizer steps between resumable checkpoints",
+    )
     p.add_argument(
         "--allow-any-size",
         action="store_true",
