@@ -7,6 +7,14 @@
 - :func:`write_json` / :func:`read_json`: JSON that can carry a checksum of its content,
   so a bit flip is detected on load, and that fails to load with a clear error.
 - :func:`file_sha256`: a file's SHA-256, streamed (a 2 GB split never sits in memory).
+- :func:`usual_mode`: the mode ``open()`` and ``mkdir()`` would give, for files that
+  libraries wrote owner-only (safetensors writes 0600), so shared directories stay
+  readable.
+
+Every file the tool writes gets the mode the umask gives a new file (0644 under the
+usual umask 022) and every directory the mode it gives a new directory (0755): never
+owner-only, whatever wrote it (``mkstemp``, ``mkdtemp`` and safetensors' ``save_file``
+make 0600 / 0700).
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
+        usual_mode(tmp)  # mkstemp makes 0600
         fsync(tmp)
         faults.point(f"write:{path}")
         os.replace(tmp, path)
@@ -81,6 +89,19 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def usual_mode(path: str | os.PathLike) -> None:
+    """Give ``path``, and everything under it when it is a directory, the mode a new file
+    (``0o666``) or directory (``0o777``) gets under the process's umask: what ``open()``
+    and ``mkdir()`` would have made. For output written through ``mkstemp``/``mkdtemp``
+    or safetensors (0600/0700, unreadable to the group of a shared cluster directory).
+    Links are left alone (``chmod`` would follow them out of the output)."""
+    mask = _umask()
+    path = Path(path)
+    for p in [path, *sorted(path.rglob("*"))] if path.is_dir() else [path]:
+        if not p.is_symlink():
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
 
 
 def fsync(path: str | os.PathLike) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from lingcollapse import faults
 from lingcollapse.errors import UserError
-from lingcollapse.io import discard_dir, file_sha256, fsync, read_json, to_json
+from lingcollapse.io import discard_dir, file_sha256, fsync, read_json, to_json, usual_mode
 
 MANIFEST = "lingcollapse.json"
 FORMAT = "lingcollapse.model/1"
@@ -44,6 +44,7 @@ def write_model_dir(
     files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
     manifest = {"format": FORMAT, **identity, "sha256": files}
     (tmp / MANIFEST).write_text(to_json(manifest, indent=2) + "\n")
+    usual_mode(tmp)  # save_pretrained's weights are 0600 (safetensors); others read them too
     for name in [*files, MANIFEST]:
         fsync(tmp / name)
     if final.exists():

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 
 from lingcollapse.errors import UserError
 from lingcollapse.faults import point
-from lingcollapse.io import discard_dir, file_sha256, fsync
+from lingcollapse.io import discard_dir, file_sha256, fsync, usual_mode
 
 KEEP = 2
 _RNG = "rng/"
@@ -50,8 +50,11 @@ def _rng_tensors() -> dict[str, torch.Tensor]:
     return tensors
 
 
-def save(ckpt_root: Path, step: int, model, optimizer, schedule, config: dict) -> Path:
-    """Write checkpoint ``step`` atomically; drop all but the newest :data:`KEEP`."""
+def save(
+    ckpt_root: Path, step: int, model, optimizer, schedule, config: dict, extra: dict | None = None
+) -> Path:
+    """Write checkpoint ``step`` atomically; drop all but the newest :data:`KEEP`.
+    ``extra``: more of the loop's state (JSON), returned in the state as ``extra``."""
     final = ckpt_root / f"step-{step:08d}"
     tmp = ckpt_root / f".step-{step:08d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -64,11 +67,13 @@ def save(ckpt_root: Path, step: int, model, optimizer, schedule, config: dict) -
         "config": config,
         "optimizer": groups,
         "schedule": schedule.state_dict(),
+        "extra": extra or {},
         "sha256": {
             name: file_sha256(tmp / name) for name in ("model.safetensors", "optimizer.safetensors")
         },
     }
     (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+    usual_mode(tmp)  # safetensors writes 0600
     for name in ("model.safetensors", "optimizer.safetensors", "state.json"):
         fsync(tmp / name)
     if final.exists():  # a run killed after this rename wrote it before
