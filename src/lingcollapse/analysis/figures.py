@@ -717,7 +717,8 @@ def save(fig: Figure, path_stem: Path) -> list[Path]:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=ext, dpi=110, bbox_inches="tight", metadata=_metadata(ext))
             if ext == "svg" and getattr(fig, "point_names", None):
-                tmp.write_text(_titled_points(tmp.read_text(), fig.point_names))
+                svg = _titled_points(tmp.read_text(), fig.point_names, _point_values(fig))
+                tmp.write_text(svg)
         paths.append(path)
     plt.close(fig)
     return paths
@@ -730,6 +731,24 @@ def _name_points(fig: Figure, collection, names) -> None:
     gid = f"lcpoints{len(registry)}"
     collection.set_gid(gid)
     registry[gid] = [str(n) for n in names]
+    fig.__dict__.setdefault("point_collections", {})[gid] = collection
+
+
+def _point_values(fig: Figure) -> dict[str, tuple[str, str, np.ndarray]]:
+    """Per named scatter: its panel's axis labels (the figure's bottom label where the
+    panel has none) and the data coordinates of its points, for the SVG's attributes."""
+    out = {}
+    for gid, collection in getattr(fig, "point_collections", {}).items():
+        ax = collection.axes
+        xlabel = ax.get_xlabel() or _shared_xlabel(fig) or "x"
+        ylabel = ax.get_ylabel() or "y"
+        out[gid] = (xlabel, ylabel, np.asarray(collection.get_offsets(), dtype=float))
+    return out
+
+
+def _shared_xlabel(fig: Figure) -> str:
+    """The x label of the figure's panels (set under the bottom row only)."""
+    return next((ax.get_xlabel() for ax in fig.axes if ax.get_xlabel()), "")
 
 
 _USE = re.compile(r"<use\b[^>]*?/>")
@@ -752,8 +771,11 @@ def _group_end(svg: str, start: int) -> int:
     return len(svg)
 
 
-def _titled_points(svg: str, names: dict[str, list[str]]) -> str:
-    """Give the i-th marker of each named scatter group the i-th name as its ``<title>``."""
+def _titled_points(svg: str, names: dict[str, list[str]], values: dict | None = None) -> str:
+    """Give the i-th marker of each named scatter group the i-th name as its ``<title>``
+    and as ``data-model``; with ``values`` (:func:`_point_values`) also ``data-x``/``data-y``
+    (its coordinates) and, on the group, ``data-xlabel``/``data-ylabel``: what the report's
+    tooltip shows."""
     for gid, labels in names.items():
         start = svg.find(f'id="{gid}"')
         if start < 0:
@@ -763,13 +785,27 @@ def _titled_points(svg: str, names: dict[str, list[str]]) -> str:
         uses = list(_USE.finditer(group))
         if len(uses) != len(labels):  # points clipped or merged: leave the figure as it is
             continue
+        xlabel, ylabel, xy = (values or {}).get(gid, ("", "", None))
+        if xy is not None and len(xy) != len(labels):
+            xy = None
         out, last = [], 0
-        for match, text in zip(uses, labels, strict=True):
+        for i, (match, text) in enumerate(zip(uses, labels, strict=True)):
             title = html.escape(text)
+            attrs = f' data-model="{title}"'
+            if xy is not None:
+                attrs += f' data-x="{xy[i, 0]:.6g}" data-y="{xy[i, 1]:.6g}"'
             out.append(group[last : match.start()])
-            out.append(match.group(0)[:-2].rstrip() + f"><title>{title}</title></use>")
+            out.append(match.group(0)[:-2].rstrip() + f"{attrs}><title>{title}</title></use>")
             last = match.end()
         out.append(group[last:])
+        if xy is not None:  # the labels once, on the group's opening tag
+            at = len(f'id="{gid}"')
+            label = " ".join(xlabel.split()), " ".join(ylabel.split())
+            out[0] = (
+                out[0][:at]
+                + f' data-xlabel="{html.escape(label[0])}" data-ylabel="{html.escape(label[1])}"'
+                + out[0][at:]
+            )
         svg = svg[:start] + "".join(out) + svg[end:]
     return svg
 

@@ -1,9 +1,17 @@
-"""One self-contained static HTML page for an analyze/sweep/demo output dir.
+"""One self-contained interactive HTML page for an analyze/sweep/demo output dir.
 
-Everything is inline (figures as base64 PNG, CSS in a <style>), so the page opens
+Everything is inline (figures as SVG or base64 PNG, the styles and the script of
+``assets/report.css`` and ``assets/report.js``, the data as JSON), so the page opens
 offline and can be mailed as one file. Reads ``results.csv`` and
 ``correlations.json``, draws ``figures/`` when missing, and lists run configs from
-``configs.json`` (written by ``analyze``) or from run dirs below DIR.
+``configs.json`` (written by ``analyze``) or from run dirs below DIR. From the run dirs
+below DIR (or ``runs``) it embeds each model's most frequent classes with their
+neighbours (:mod:`.explore`), each run's training curves, and ``layers.csv``.
+
+The script sorts and filters every table, names and highlights a model wherever its
+point or row is hovered, and draws the token explorer, the training curves and the
+layer view from the embedded JSON. Without the script the page still reads: tables and
+figures are plain HTML and SVG.
 """
 
 from __future__ import annotations
@@ -13,11 +21,14 @@ import html
 import json
 import math
 import re
+from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from lingcollapse.analysis.directions import DIRECTION, IDENTITY, METRICS, arrow, is_metric
+from lingcollapse.analysis.explore import MAX_TOKENS, NEIGHBOURS
 from lingcollapse.analysis.summary import ALPHA, format_p, significant, test_settings
 from lingcollapse.errors import UserError, first_line
 from lingcollapse.io import read_csv, read_json, write_text
@@ -118,33 +129,30 @@ TRAINING_SECTIONS = (
     ),
 )
 
-CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#1d2330;
-background:#f6f7f9;line-height:1.45}
-main{max-width:1320px;margin:0 auto;padding:24px 32px 64px}
-h1{font-size:26px;margin:8px 0 4px}h2{font-size:19px;margin:36px 0 10px;border-bottom:2px solid
-#dde1e8;padding-bottom:4px}
-.sub{color:#5a6475;margin:0 0 16px}.card{background:#fff;border:1px solid #e1e5ec;border-radius:8px;
-padding:14px 18px;margin:12px 0}
-table{border-collapse:collapse;font-size:13px;background:#fff}th,td{padding:4px 10px;
-border-bottom:1px solid #eceff4;text-align:right;white-space:nowrap}
-th{background:#eef1f6;position:sticky;top:0}td.l,th.l{text-align:left}
-tr.sig td{background:#eaf6ec}tr.against td{background:#fbeaea}
-td.holds{color:#17692b;font-weight:600}td.against{color:#a61b1b;font-weight:600}
-td.untested{color:#7a8496;font-style:italic}
-.scroll{max-height:520px;overflow:auto;border:1px solid #e1e5ec;border-radius:6px}
-figure{margin:10px 0 26px}figure img,svg.fig{max-width:100%;height:auto;background:#fff;
-border:1px solid #e1e5ec;border-radius:6px}figcaption{color:#4a5365;font-size:13px;margin-top:4px}
-code{background:#eef1f6;padding:1px 4px;border-radius:3px}details summary{cursor:pointer;
-font-weight:600;margin:8px 0}pre{background:#fff;border:1px solid #e1e5ec;padding:8px;
-font-size:12px;overflow:auto}
-.grid{display:grid;grid-template-columns:1fr 1fr;gap:6px 28px}.muted{color:#7a8496}
-"""
+def asset(name: str) -> str:
+    """The text of ``analysis/assets/NAME`` (installed as package data)."""
+    return resources.files("lingcollapse.analysis").joinpath("assets", name).read_text("utf-8")
 
 
-def write_report(directory: Path) -> Path:
-    """Write ``DIR/report.html`` atomically and return its path."""
+def write_report(
+    directory: Path,
+    max_tokens: int = MAX_TOKENS,
+    neighbours: int = NEIGHBOURS,
+    runs: Path | None = None,
+) -> Path:
+    """Write ``DIR/report.html`` atomically and return its path.
+
+    ``max_tokens``: classes of each model embedded for the token explorer (the most
+    frequent; 0 leaves the explorer out), ``neighbours``: nearest and most interfering
+    classes listed for each. ``runs``: where the models' run dirs are (default DIR).
+    """
     directory = Path(directory)
+    if max_tokens < 0 or neighbours < 0:
+        raise UserError(
+            f"--max-tokens and --neighbours must be ≥ 0, not {max_tokens} and {neighbours}"
+        )
+    if runs is not None and not Path(runs).is_dir():
+        raise UserError(f"--runs {runs} is not a directory (give the dir holding the run dirs)")
     results = _results(directory)
     corr = _correlations(directory, results)
     count = corr.get("permutations")
@@ -154,7 +162,8 @@ def write_report(directory: Path) -> Path:
         corr.get("target", "val_loss"),
         count if isinstance(count, int) and count > 0 else None,
     )
-    page = _page(directory, results, corr, figures, _configs(directory))
+    extra = _interactive(directory, results, Path(runs or directory), max_tokens, neighbours)
+    page = _page(directory, results, corr, figures, _configs(directory), extra)
     out = directory / "report.html"
     write_text(out, page)
     return out
@@ -223,31 +232,49 @@ def _configs(directory: Path) -> dict[str, dict]:
     return configs
 
 
-def _page(directory, results, corr, figures, configs) -> str:
+def _page(directory, results, corr, figures, configs, extra: dict[str, str]) -> str:
     target = corr.get("target", "val_loss")
+    sections = [
+        ("findings", "Findings"),
+        ("correlations", "Correlations"),
+        ("figures", "Figures"),
+        ("results", "Results"),
+        *[(key, title) for key, title in _EXTRA_TITLES if extra.get(key)],
+        *([("configs", "Configs")] if configs else []),
+    ]
+    nav = "".join(f"<a href='#{key}'>{title}</a>" for key, title in sections)
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width,initial-scale=1'>",
         f"<title>lingcollapse report — {html.escape(directory.name)}</title>",
-        f"<style>{CSS}</style></head><body><main>",
+        f"<style>{asset('report.css')}</style></head><body>",
+        f"<nav class='top'><b>lingcollapse</b>{nav}</nav><main>",
         "<h1>Neural collapse and generalization</h1>",
         f"<p class='sub'>{len(results)} models · target <code>{html.escape(target)}</code> · "
         f"source <code>{html.escape(str(directory))}</code></p>",
         _data_html(results),
         _header(),
+        "<div id='findings'></div>",
         _findings_html(results, corr),
-        "<h2>Correlation with generalization across models (§3.8)</h2>",
+        "<h2 id='correlations'>Correlation with generalization across models (§3.8)</h2>",
         _correlation_table(corr),
         _seed_section(results, target),
-        "<h2>Figures</h2>",
+        "<h2 id='figures'>Figures</h2>",
         _figure_html(figures),
-        "<h2>Results (one row per model)</h2>",
+        "<h2 id='results'>Results (one row per model)</h2>",
+        _downloads(directory),
         _results_table(results),
+        *[extra[key] for key, _ in _EXTRA_TITLES if extra.get(key)],
         _configs_html(configs),
         "<p class='muted'>Made by <code>lingcollapse report</code>; self-contained, no "
-        "external resources.</p></main></body></html>",
+        "external resources.</p></main>",
+        "<div id='lc-tip' role='tooltip' hidden></div>",
+        f"<script>{asset('report.js')}</script></body></html>",
     ]
     return "\n".join(parts)
+
+
+_EXTRA_TITLES = (("tokens", "Tokens"), ("training", "Training curves"), ("layerview", "Layers"))
 
 
 # (column, what the page calls it) for the data card, Appendix A's names.
@@ -289,7 +316,8 @@ def _data_html(results: pd.DataFrame) -> str:
     return (
         "<h2>Data</h2><p class='sub'>What the models were trained and measured on (Appendix "
         "A's counts of the train split; samples per class over the measured classes).</p>"
-        f"<div class='scroll'><table><tr><th>models</th>{head}</tr>{''.join(rows)}</table></div>"
+        f"<div class='scroll'><table class='lc-sort'><thead><tr><th>models</th>{head}</tr>"
+        f"</thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
@@ -341,9 +369,9 @@ def _findings_html(results: pd.DataFrame, corr: dict) -> str:
         "opposite direction, the metric moving against collapse. Claims about CDNV (k = 2, "
         "which changes when embeddings are scaled) repeat the test on the scale-invariant "
         "k = 0 CDNV as a control.</p>"
-        "<div class='scroll'><table><tr><th class='l'>claim</th><th class='l'>paper</th>"
-        "<th class='l'>verdict</th><th class='l'>evidence</th></tr>"
-        f"{''.join(rows)}</table></div>"
+        "<div class='scroll'><table class='lc-sort'><thead><tr><th class='l'>claim</th>"
+        "<th class='l'>paper</th><th class='l'>verdict</th><th class='l'>evidence</th></tr>"
+        f"</thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
@@ -385,9 +413,9 @@ def _pvalue(p) -> str:
 
 def _correlation_table(corr: dict) -> str:
     head = (
-        "<tr><th class='l'>metric</th><th>↑/↓</th><th>R²</th><th>R² plotted</th>"
+        "<thead><tr><th class='l'>metric</th><th>↑/↓</th><th>R²</th><th>R² plotted</th>"
         "<th>Pearson r</th><th>p</th><th>± se</th>"
-        f"<th>p &lt; {ALPHA}</th><th class='l'>what it measures</th></tr>"
+        f"<th>p &lt; {ALPHA}</th><th class='l'>what it measures</th></tr></thead>"
     )
     rows = []
     better = _better_sign(str(corr.get("target")))
@@ -403,8 +431,9 @@ def _correlation_table(corr: dict) -> str:
             f"<td>{_num(c.get('r2'), 6)}</td>",
             f"<td>{_plotted(c)}</td>",
             f"<td>{_num(c.get('pearson_r'), 3)}</td>",
-            f"<td>{_pvalue(p)}</td>",
-            f"<td>{'exact' if c.get('exact') else _pvalue(c.get('p_se'))}</td>",
+            f"<td{_sort_key(p)}>{_pvalue(p)}</td>",
+            f"<td{_sort_key(c.get('p_se'))}>"
+            f"{'exact' if c.get('exact') else _pvalue(c.get('p_se'))}</td>",
             f"<td>{verdict}</td>",
             f"<td class='l'>{html.escape(METRICS.get(name, (0, ''))[1])}</td>",
         ]
@@ -414,8 +443,16 @@ def _correlation_table(corr: dict) -> str:
     return (
         f"<p class='sub'>{n} models, target <code>{html.escape(str(corr.get('target')))}</code>"
         f"{'; ' if settings else ''}{html.escape(settings)}.</p>"
-        f"<table>{head}{''.join(rows)}</table>"
+        f"<div class='scroll'><table class='lc-sort corr'>{head}<tbody>{''.join(rows)}"
+        "</tbody></table></div>"
     )
+
+
+def _sort_key(value) -> str:
+    """A cell's exact value for the page's sorting, where its text is not a plain number."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return f" data-v='{value!r}'"
+    return ""
 
 
 def _better_sign(target: str) -> int:
@@ -557,10 +594,16 @@ def _results_table(results: pd.DataFrame) -> str:
     body = []
     for _, row in results[cols].iterrows():
         cells = "".join(
-            f"<td class='{'l' if c == 'model' else ''}'>{_num(_py(row[c]))}</td>" for c in cols
+            f"<td class='{'l' if c == 'model' else ''}'{_sort_key(_py(row[c]))}>"
+            f"{_num(_py(row[c]))}</td>"
+            for c in cols
         )
-        body.append(f"<tr>{cells}</tr>")
-    return f"<div class='scroll'><table><tr>{head}</tr>{''.join(body)}</table></div>"
+        model = html.escape(str(row["model"])) if "model" in cols else ""
+        body.append(f"<tr data-model='{model}'>{cells}</tr>")
+    return (
+        "<div class='scroll wide'><table class='lc-sort results'>"
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def _py(x):
@@ -581,3 +624,192 @@ def _configs_html(configs: dict[str, dict]) -> str:
         for name, cfg in configs.items()
     )
     return f"<h2>Run configurations</h2><div class='card'>{items}</div>"
+
+
+def _downloads(directory: Path) -> str:
+    """Links that save results.csv and correlations.json, their bytes carried by the
+    page as data: URIs (it must work mailed as one file)."""
+    links = []
+    for name, kind in (("results.csv", "text/csv"), ("correlations.json", "application/json")):
+        path = directory / name
+        if path.is_file():
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            links.append(
+                f"<a class='button' download='{name}' href='data:{kind};base64,{data}'>"
+                f"⤓ {name}</a>"
+            )
+    if not links:
+        return ""
+    return f"<p class='downloads'>Download: {' '.join(links)}</p>"
+
+
+def _json_script(element_id: str, data) -> str:
+    """Data for the page's script, as JSON that cannot close its <script> element."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = text.replace("</", "<\\/").replace("<!--", "<\\!--")
+    return f"<script type='application/json' id='{element_id}'>{text}</script>"
+
+
+def _interactive(
+    directory: Path, results: pd.DataFrame, root: Path, max_tokens: int, k: int
+) -> dict[str, str]:
+    """The sections the script draws: token explorer, training curves, layer view."""
+    from lingcollapse.analysis.explore import model_runs, training_curves
+
+    models = results["model"].astype(str).tolist() if "model" in results.columns else []
+    runs = model_runs(root, models)
+    return {
+        "tokens": _token_section(runs, root, max_tokens, k) if max_tokens > 0 else "",
+        "training": _curves_section(training_curves(root, runs)),
+        "layerview": _layer_section(directory),
+    }
+
+
+def _token_section(runs: dict[str, Path], root: Path, max_tokens: int, k: int) -> str:
+    from lingcollapse.analysis.explore import token_view
+
+    views = []
+    for model, run in runs.items():
+        view = token_view(model, run, max_tokens, k, root)
+        if view is not None:
+            views.append(view)
+    if not views:
+        return ""
+    scripts = [_json_script(f"lc-tokens-{i}", _view_json(v)) for i, v in enumerate(views)]
+    index = [{"model": v.model, "run": v.run, "id": f"lc-tokens-{i}"} for i, v in enumerate(views)]
+    return (
+        "<h2 id='tokens'>Token explorer (Appendix Q, Tables 4–5)</h2>"
+        "<p class='sub'>Per model, from its run's <code>classes.parquet</code> (one row per "
+        "class, DESIGN §3): the count of train samples, σ² (within-class variance), the log "
+        "norm of the centred mean, the row means of the CDNV (Eq. 4), interference (Eq. 6) "
+        "and log kernel (Eq. 7), the duality cosine (Eq. 8), and the validation count and "
+        "NC4 agreement rate. "
+        f"<b>Embedded</b>: the {max_tokens:,} most frequent classes of each model (largest "
+        "train count first, ties by token id; the rest are not in this page). "
+        f"<b>Nearest</b>: the {k} embedded classes c′ with the smallest ‖μ_c − μ_c′‖ "
+        "(uncentred class means). <b>Most interfering</b>: the {k} embedded classes with the "
+        "largest cos(μ_c − μ̄, μ_c′ − μ̄), μ̄ the unweighted mean of all measured classes' "
+        "means (Eqs. 2, 6). Both from the run's <code>stats/train.safetensors</code>, in "
+        "float64. The top/bottom views rank <i>all</i> classes, as "
+        "<code>lingcollapse inspect RUN --top/--bottom K --by COLUMN</code> does.</p>"
+        "<div class='card' id='lc-explorer'><noscript>The explorer needs JavaScript.</noscript>"
+        "</div>" + _json_script("lc-token-index", index) + "".join(scripts)
+    ).replace("{k}", str(k))
+
+
+def _view_json(view) -> dict:
+    """One model's explorer data, columnar; floats to 6 significant digits."""
+    rows = view.rows
+    columns = [c for c in ("token", "token_id") if c in rows.columns]  # the token first
+    columns += [c for c in rows.columns if c not in columns]
+    out = {
+        "model": view.model,
+        "run": view.run,
+        "total": view.total,
+        "columns": columns,
+        "data": {c: _column_json(rows[c]) for c in columns},
+        "note": view.note,
+    }
+    if view.nearest is not None:
+        out["nearest"] = view.nearest.tolist()
+        out["nearest_value"] = _matrix_json(view.nearest_distance)
+        out["interfering"] = view.interfering.tolist()
+        out["interfering_value"] = _matrix_json(view.interfering_cos)
+    out["extremes"] = {
+        col: {side: _rows_json(part, columns) for side, part in sides.items()}
+        for col, sides in view.extremes.items()
+    }
+    if view.average is not None:
+        out["average"] = [_cell_json(view.average.get(c)) for c in columns]
+    return out
+
+
+def _column_json(values: pd.Series) -> list:
+    if pd.api.types.is_integer_dtype(values):
+        return [int(v) for v in values]
+    if pd.api.types.is_float_dtype(values):
+        return _floats_json(values.to_numpy(np.float64))
+    return [None if v is None or v != v else str(v) for v in values]
+
+
+def _floats_json(values: np.ndarray) -> list:
+    return [float(f"{v:.6g}") if math.isfinite(v) else None for v in values.tolist()]
+
+
+def _matrix_json(values: np.ndarray) -> list:
+    return [_floats_json(row) for row in np.asarray(values, dtype=np.float64)]
+
+
+def _rows_json(part: pd.DataFrame, columns: list[str]) -> list[list]:
+    return [[_cell_json(row.get(c)) for c in columns] for _, row in part.iterrows()]
+
+
+def _cell_json(value):
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float):
+        return float(f"{value:.6g}") if math.isfinite(value) else None
+    if value is None or isinstance(value, int | str):
+        return value
+    return None if value != value else str(value)
+
+
+def _curves_section(curves) -> str:
+    if not curves:
+        return ""
+    data = [
+        {
+            "run": c.run,
+            "models": c.models,
+            "train": [[_cell_json(v) for v in row] for row in c.train],
+            "eval": [[_cell_json(v) for v in row] for row in c.evaluation],
+        }
+        for c in curves
+    ]
+    return (
+        "<h2 id='training'>Training curves</h2>"
+        "<p class='sub'>From each run's <code>log.jsonl</code>: training loss (the mean over "
+        "the steps since the previous row) and validation loss, one line per run, against "
+        "the optimizer step or the (fractional) epoch. Hover over a line for its run and "
+        "value; click a run in the key to hide it.</p>"
+        "<div class='card' id='lc-curves'><noscript>The curves need JavaScript.</noscript>"
+        "</div>" + _json_script("lc-curves-data", data)
+    )
+
+
+def _layer_section(directory: Path) -> str:
+    path = directory / "layers.csv"
+    if not path.is_file():
+        return ""
+    try:
+        layers = read_csv(path)
+    except ValueError:
+        return ""
+    if not {"model", "layer_index"} <= set(layers.columns) or layers.empty:
+        return ""
+    metrics = [c for c in METRICS if c in layers.columns and layers[c].notna().any()]
+    metrics += [
+        c
+        for c in layers.columns
+        if c not in metrics and is_metric(str(c)) and pd.api.types.is_numeric_dtype(layers[c])
+    ]
+    if not metrics:
+        return ""
+    keep = ["model", "layer_index", "layer", *metrics]
+    keep = [c for c in keep if c in layers.columns]
+    rows = [[_cell_json(v) for v in row] for row in layers[keep].itertuples(index=False)]
+    data = {
+        "columns": keep,
+        "rows": rows,
+        "metrics": [
+            {"name": m, "arrow": arrow(m), "what": METRICS.get(m, (0, ""))[1]} for m in metrics
+        ],
+    }
+    return (
+        "<h2 id='layerview'>Layer-wise collapse, by metric</h2>"
+        "<p class='sub'>From <code>layers.csv</code>: pick a property to draw against depth "
+        "(layer 0 = the token embeddings, the last point the input of the output layer), a "
+        "line per model; the table below lists every model's layers.</p>"
+        "<div class='card' id='lc-layers'><noscript>The layer view needs JavaScript.</noscript>"
+        "</div>" + _json_script("lc-layers-data", data)
+    )

@@ -26,7 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="which split of the data dir to stream",
     )
     p.add_argument("--out", required=True, help="stats file to write (.safetensors)")
-    p.add_argument("--train-stats", help="train stats for --split validation (NCC means)")
+    p.add_argument(
+        "--train-stats",
+        help="train stats for --split validation (NCC means): a file, or a run dir for its "
+        "stats/train.safetensors",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass")
     p.add_argument(
         "--checkpoint-every",

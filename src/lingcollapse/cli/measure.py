@@ -26,7 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Compute the NC metrics of DESIGN §3 from train stats "
         "(and optionally a classifier and validation stats).",
     )
-    p.add_argument("train_stats", type=Path, help="train stats (.safetensors) from collect")
+    p.add_argument(
+        "train_stats",
+        type=Path,
+        help="train stats (.safetensors) from collect, or a run dir or its epoch-E/ (for "
+        "DIR/stats/train.safetensors)",
+    )
     p.add_argument(
         "--validation",
         type=Path,

@@ -24,7 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "means or --min-count; a shard twice; overlapping shards; files without "
         "provenance (not made by `collect`). Batch size and device may differ.",
     )
-    m.add_argument("inputs", nargs="+", type=Path, help="stats files of one kind")
+    m.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        help="stats files of one kind (a run dir: its stats/train.safetensors)",
+    )
     m.add_argument("--out", type=Path, required=True, help="merged stats file")
     m.set_defaults(func=merge)
 

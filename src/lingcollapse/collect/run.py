@@ -50,7 +50,7 @@ from lingcollapse.io import atomic_path, exclusive, file_sha256, read_json, remo
 from lingcollapse.memory import ModelShape, collect_work_bytes, is_out_of_memory
 from lingcollapse.progress import progress
 from lingcollapse.stats.classes import ClassAccumulator
-from lingcollapse.stats.files import load_stats, save_stats, tensors_sha256
+from lingcollapse.stats.files import load_stats, save_stats, stats_path, tensors_sha256
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,8 @@ class CollectConfig:
             raise UserError(f"--batch-size must be at least 1, not {self.batch_size}")
         if self.checkpoint_every < 1:
             raise UserError(f"--checkpoint-every must be at least 1, not {self.checkpoint_every}")
+        if self.train_stats:  # a run dir stands for its stats/train.safetensors
+            self.train_stats = str(stats_path(self.train_stats))
         if self.split == "validation" and not self.train_stats:
             raise UserError(
                 "--split validation needs --train-stats (the train stats whose "

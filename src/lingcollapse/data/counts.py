@@ -54,8 +54,10 @@ def class_counts(source: str | Path) -> ClassCounts:
     source = Path(source)
     if (source / "train.npy").is_file():
         return _from_data_dir(source)
-    if source.is_dir() and (source / "stats" / "train.safetensors").is_file():
-        source = source / "stats" / "train.safetensors"
+    if source.is_dir():
+        from lingcollapse.stats.files import stats_path
+
+        source = stats_path(source)  # a run's (or epoch-E/'s) stats/train.safetensors
     if source.is_file() and source.suffix == ".safetensors":
         return _from_stats(source)
     what = "not found" if not source.exists() else "neither a data dir nor train stats"

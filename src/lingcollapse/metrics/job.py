@@ -27,7 +27,7 @@ from lingcollapse.metrics.classifier import load_classifier
 from lingcollapse.metrics.compute import Measured, measure
 from lingcollapse.models.ids import corpus_label
 from lingcollapse.models.saved import model_dir_of, read_identity
-from lingcollapse.stats.files import load_stats
+from lingcollapse.stats.files import load_stats, stats_path
 
 IDENTITY = ("model", "width", "depth", "n_params", "epochs", "weight_decay", "seed")
 # Beside DESIGN's identity, what a trained model dir records (models.saved): the run it
@@ -61,7 +61,7 @@ class MeasureConfig:
     out: Path | None = None  # the run dir (the parent of stats/), else the stats' dir
 
     def __post_init__(self) -> None:
-        self.train_stats = Path(self.train_stats)
+        self.train_stats = stats_path(self.train_stats)  # a run dir: its stats/train…
         self.validation = _optional_path(self.validation)
         self.ood = _optional_path(self.ood)
         self.out = _optional_path(self.out)

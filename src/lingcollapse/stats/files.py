@@ -96,7 +96,7 @@ def load_stats(
 ) -> ClassStats | ValidationStats:
     """Read and validate a stats file; every defect is a :class:`UserError` that says
     what is wrong with which file and how to get a good one."""
-    path = _stats_path(path)
+    path = _stats_path(path, kind or "train")
     tensors, meta = _read(path)
     expected = meta.get("sha256")
     if expected is not None and tensors_sha256(tensors) != expected:
@@ -112,9 +112,39 @@ def load_stats(
     return stats.to(device) if isinstance(stats, ClassStats) else stats
 
 
-def _stats_path(path: str | os.PathLike) -> Path:
-    """``path`` as a file that may be stats: not missing, a directory or another artifact."""
+def stats_path(path: str | os.PathLike, split: str = "train") -> Path:
+    """The stats file that ``path`` stands for: a file (or a missing path) as it is; a run
+    dir, a run's ``epoch-E/`` or any model dir collected as a sweep collects it, for its
+    ``stats/{split}.safetensors``. A directory without them is a :class:`UserError` that
+    names the file looked for and the ``lingcollapse collect`` command that makes it."""
     path = Path(path)
+    if not path.is_dir():
+        return path
+    found = path / "stats" / f"{split}.safetensors"
+    if found.is_file():
+        return found
+    if (path / "train.npy").is_file() or (path / "validation.npy").is_file():
+        raise UserError(
+            f"{path} is a data dir, not stats: collect them from it with `lingcollapse collect "
+            f"MODEL --data {path} --out RUN/stats/train.safetensors`"
+        )
+    if path.name == "stats" or (path / f"{split}.safetensors").is_file():
+        raise UserError(
+            f"{path} is a directory: give a stats file in it, e.g. "
+            f"{path / f'{split}.safetensors'}, or the run dir {path.parent}"
+        )
+    model = path if (path / "model").is_dir() or (path / "config.json").is_file() else "MODEL"
+    make = f"lingcollapse collect {model} --data DATA_DIR"
+    if split == "validation":
+        make += f" --split validation --train-stats {path / 'stats' / 'train.safetensors'}"
+    raise UserError(f"{path} has no {split} stats: expected {found}; make them with "
+                    f"`{make} --out {found}`")  # fmt: skip
+
+
+def _stats_path(path: str | os.PathLike, split: str = "train") -> Path:
+    """``path`` as a file that may be stats: not missing, a directory or another artifact
+    (a run dir stands for its ``stats/{split}.safetensors``, :func:`stats_path`)."""
+    path = stats_path(path, split)
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "not found"
         raise UserError(
