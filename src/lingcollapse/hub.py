@@ -1,20 +1,20 @@
 """Loading from the Hugging Face hub with a fast, clear failure when it is out of reach.
 
 Local paths never touch the network. A hub id is tried from the local cache first; only
-if it is not cached, and the hub answers a 3-second connection test, is it downloaded.
-Offline, the caller gets one :class:`UserError` saying what to download and where to put
-it, instead of half a minute of retries and a traceback.
+if it is not cached, and the hub answers within 3 seconds, is it downloaded. Whether it
+answers is asked the way a download would ask, through ``huggingface_hub``: its offline
+mode (HF_HUB_OFFLINE=1), its endpoint (HF_ENDPOINT) and its HTTP session, so a proxy
+(HTTPS_PROXY, …) counts. Offline, the caller gets one :class:`UserError` saying what to
+download (``hf download ID --revision REV --local-dir DIR``) and where to put it, instead
+of half a minute of retries and a traceback.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlparse
 
 from lingcollapse.errors import UserError, first_line
 
@@ -23,15 +23,40 @@ T = TypeVar("T")
 
 @functools.cache
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the hub endpoint accepts a TCP connection (False when HF_HUB_OFFLINE=1)."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+    """Whether the hub answers: False in ``huggingface_hub``'s offline mode, else whether a
+    HEAD request to its endpoint, sent through its own session (requests before
+    huggingface_hub 1.0, httpx since; both honour HTTPS_PROXY and friends), gets an answer
+    other than a server error within ``timeout`` seconds. Asked once per process."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    if constants.HF_HUB_OFFLINE:
         return False
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
     try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-    except OSError:
+        response = get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # requests and httpx raise their own kinds; each means "no answer"
         return False
-    return True
+    return response.status_code < 500  # a proxy that cannot get through answers 502/503
+
+
+def offline_reason() -> str:
+    """Why the hub counts as out of reach, for an error message."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    return f"{constants.ENDPOINT} does not answer; behind a proxy, set HTTPS_PROXY"
+
+
+def download_hint(repo_id: str, revision: str | None = None, repo_type: str = "model") -> str:
+    """The command that fetches ``repo_id`` (at ``revision``) into a dir, on a machine with
+    network: ``hf``, the command line of huggingface_hub (``huggingface-cli`` is gone)."""
+    words = ["hf download", repo_id]
+    if repo_type != "model":
+        words += ["--repo-type", repo_type]
+    if revision:
+        words += ["--revision", revision]
+    return " ".join([*words, "--local-dir DIR"])
 
 
 def quiet() -> None:
@@ -68,8 +93,8 @@ def load_pretrained(loader: Callable[..., T], source: str, what: str, **kwargs) 
     if not hub_reachable():
         raise UserError(
             f"{what} {source!r} is not a local path and not in the Hugging Face cache, and "
-            "the hub cannot be reached (offline). On a machine with network run "
-            f"`huggingface-cli download {source} --local-dir DIR`, copy DIR here and pass it"
+            f"the hub cannot be reached ({offline_reason()}). On a machine with network run "
+            f"`{download_hint(source, kwargs.get('revision'))}`, copy DIR here and pass it"
         )
     try:
         return loader(source, **kwargs)

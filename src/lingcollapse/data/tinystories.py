@@ -56,7 +56,7 @@ class TextColumn:
 def _load(dataset_dir):
     import datasets
 
-    from lingcollapse.hub import hub_reachable
+    from lingcollapse.hub import download_hint, hub_reachable
 
     datasets.disable_progress_bars()
     if dataset_dir is not None:
@@ -75,7 +75,7 @@ def _load(dataset_dir):
     except Exception as err:
         raise UserError(
             f"cannot load {REPO} ({first_line(err)}). Offline, download it on a machine with "
-            f"network: `hf download {REPO} --repo-type dataset --local-dir DIR` "
+            f"network: `{download_hint(REPO, repo_type='dataset')}` "
             "(or load it once with `datasets` and copy ~/.cache/huggingface/datasets), then "
             "pass `--corpus tinystories --dataset-dir DIR` (or set HF_DATASETS_OFFLINE=1 with "
             "the cache in place)"
