@@ -1,9 +1,17 @@
-"""One ``measure`` job: stats files → ``classes.parquet`` + ``metrics.json`` (DESIGN §3, §5).
+"""One ``measure`` job: statistics → a :class:`~lingcollapse.metrics.result.Measurement`,
+written as ``classes.parquet`` + ``metrics.json``.
 
 :class:`MeasureConfig` holds the options of ``lingcollapse measure`` and checks them when
-it is made, touching no input file, so a sweep can validate every stage before any work.
-:func:`measure_files` then reads the stats (and finds the run's validation stats,
-classifier and tokenizer when not given), computes every metric and writes the outputs.
+it is made, reading no input file, so a sweep can validate every stage before any work.
+Then two steps, which the command (:func:`measure_files`) and the Python API
+(:func:`lingcollapse.measure`) share so that they cannot drift apart:
+
+- :func:`read_inputs`: the statistics, classifier and tokenizer, each given as a path or
+  as an object in memory; what is not given is found beside the train stats (the run's
+  validation stats and model) or from their provenance (the tokenizer, offline);
+- :func:`measure_inputs`: every metric and the per-class table, with the model's
+  identity and the conventions, as one :class:`Measurement`.
+
 It logs nothing: the notes and warnings come back for the caller to say or keep quiet.
 """
 
@@ -11,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -20,17 +29,19 @@ import torch
 
 from lingcollapse.device import check_device_name, pick_device
 from lingcollapse.errors import UserError
-from lingcollapse.io import atomic_path, write_json
 from lingcollapse.memory import is_out_of_memory
 from lingcollapse.metrics import conventions
 from lingcollapse.metrics.classifier import load_classifier
 from lingcollapse.metrics.compute import Measured, measure
+from lingcollapse.metrics.result import Measurement, output_paths
 from lingcollapse.models.ids import corpus_label
 from lingcollapse.models.saved import model_dir_of, read_identity
+from lingcollapse.stats.classes import ClassStats
 from lingcollapse.stats.files import load_stats, stats_path
+from lingcollapse.stats.validation import ValidationStats
 
 IDENTITY = ("model", "width", "depth", "n_params", "epochs", "weight_decay", "seed")
-# Beside DESIGN's identity, what a trained model dir records (models.saved): the run it
+# Beside the identity of results.csv, what a trained model dir records (models.saved): the run it
 # comes from, its schedule and the epoch it was measured after (Figure 5), its family.
 RUN_IDENTITY = (*IDENTITY, "run", "schedule_epochs", "checkpoint", "family", "corpus")
 # The model's own loss and accuracy: an inner layer's validation stats apply the output
@@ -65,10 +76,7 @@ class MeasureConfig:
         self.validation = _optional_path(self.validation)
         self.ood = _optional_path(self.ood)
         self.out = _optional_path(self.out)
-        self.convention()  # unknown --preset, --min-count < 1, --cdnv-power < 0
-        if self.tile is not None and self.tile < 1:
-            raise UserError(f"--tile must be positive, not {self.tile}")
-        check_device_name(self.device)
+        check_settings(self.preset, self.min_count, self.cdnv_power, self.tile, self.device)
         if self.out is not None:
             _check_out(self.out)
 
@@ -77,6 +85,31 @@ class MeasureConfig:
         return conventions.resolve(
             self.preset, min_count=self.min_count, cdnv_power=self.cdnv_power
         )
+
+
+def check_settings(preset, min_count, cdnv_power, tile, device) -> conventions.Convention:
+    """The convention of ``preset`` with ``min_count`` and ``cdnv_power`` laid over it,
+    after checking them, ``tile`` and the device's name (a :class:`UserError` each)."""
+    conv = conventions.resolve(preset, min_count=min_count, cdnv_power=cdnv_power)
+    if tile is not None and tile < 1:
+        raise UserError(f"--tile must be positive, not {tile}")
+    check_device_name(device)
+    return conv
+
+
+@dataclass
+class Inputs:
+    """What one measure reads, in memory, and where it came from."""
+
+    train: ClassStats
+    validation: ValidationStats | None = None
+    classifier: tuple | None = None  # (W (V, d), b (V,) or None) of Eq. 1
+    ood: ClassStats | None = None
+    tokenizer: object | None = None  # anything with decode([id]) -> str
+    run_dir: Path | None = None  # the run the train stats belong to, if read from a file
+    tag: str = ""  # "" for the last layer's stats, ".layerNN" for block NN's
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -90,7 +123,7 @@ class MeasureOutcome:
 
 
 def measure_files(cfg: MeasureConfig) -> MeasureOutcome:
-    """Every metric of DESIGN §3 (Eq. 2–11) from ``cfg``'s files, written to its out dir.
+    """Every metric (Eq. 2–11) from ``cfg``'s files, written to its out dir.
 
     ``classes.parquet`` is written first and ``metrics.json`` last, with its checksum: a
     metrics.json newer than the stats marks a finished measure, even after a kill.
@@ -98,41 +131,94 @@ def measure_files(cfg: MeasureConfig) -> MeasureOutcome:
     run_dir = _run_dir(cfg.train_stats)
     out = cfg.out or run_dir
     _check_out(out)  # again: the default, or a file made since the config was
-    notes: list[str] = []
-    train = load_stats(cfg.train_stats, kind="train")
-    tag = layer_tag(cfg.train_stats, train.metadata)
-    validation = _optional_validation(cfg.train_stats, cfg.validation, notes, tag)
-    classifier = _classifier(cfg.classifier, run_dir, notes)
-    ood = load_stats(cfg.ood, kind="train") if cfg.ood else None
-    device = pick_device(cfg.device)
-    conv = cfg.convention()
-    with warnings.catch_warnings(record=True) as caught, _out_of_memory(device):
-        warnings.simplefilter("always")
-        tokens = _tokens(cfg.tokenizer, run_dir, train.vocab_size)
+    inputs = read_inputs(cfg.train_stats, cfg.validation, cfg.classifier, cfg.ood, cfg.tokenizer)
+    result = measure_inputs(
+        inputs,
+        cfg.convention(),
+        preset=cfg.preset,
+        device=cfg.device,
+        tile=cfg.tile,
+        cdnv_control=cfg.cdnv_control,
+    )
+    result.save(out)
+    return MeasureOutcome(result.to_dict(), out, result.notes, result.warnings)
+
+
+def read_inputs(train, validation=None, classifier=None, ood=None, tokenizer=None) -> Inputs:
+    """The inputs of a measure, each a path or an object in memory.
+
+    ``train``: a train stats file, a run dir (its ``stats/train.safetensors``) or a
+    :class:`ClassStats`. ``validation``: a file or :class:`ValidationStats`; for train
+    stats read from a file, None takes the same layer's ``validation*.safetensors``
+    beside them. ``classifier``: anything :func:`load_classifier` takes; None takes the
+    run's own model, when there is one. ``ood``: train stats of another corpus (NC5).
+    ``tokenizer``: a tokenizer (anything with ``decode``), a dir or a hub id; None finds
+    one offline (:func:`find_tokenizer`), else tokens stay ids.
+    """
+    inputs = Inputs(_stats_in(train, "train", "train"))
+    meta = inputs.train.metadata
+    if isinstance(train, str | os.PathLike):
+        path = stats_path(train)
+        inputs.run_dir = _run_dir(path)
+        inputs.tag = layer_tag(path, meta)
+        validation = _sibling_validation(path, validation, inputs.notes, inputs.tag)
+        classifier = _run_classifier(classifier, inputs.run_dir, inputs.notes)
+    else:
+        inputs.tag = layer_tag(Path(), meta)
+    if validation is not None:
+        inputs.validation = _stats_in(validation, "validation", "validation")
+    inputs.classifier = None if classifier is None else load_classifier(classifier)
+    inputs.ood = None if ood is None else _stats_in(ood, "train", "ood")
+    with _caught(inputs.warnings):
+        inputs.tokenizer = find_tokenizer(tokenizer, inputs.run_dir, meta, inputs.train.vocab_size)
+    return inputs
+
+
+def measure_inputs(
+    inputs: Inputs,
+    conv: conventions.Convention,
+    *,
+    preset: str | None = None,
+    device: str = "auto",
+    tile: int | None = None,
+    cdnv_control: bool = False,
+) -> Measurement:
+    """Every metric (Eq. 2–11, :class:`Measurement`) and the per-class table of
+    ``inputs``, with the model's identity, the data and the conventions beside them."""
+    train = inputs.train
+    chosen = pick_device(device)
+    said = list(inputs.warnings)
+    with _caught(said), _out_of_memory(chosen):
         result = measure(
             train,
             conv,
-            classifier,
-            validation,
-            ood,
-            tokens=tokens,
-            device=device,
-            tile=cfg.tile,
-            cdnv_control=cfg.cdnv_control,
+            inputs.classifier,
+            inputs.validation,
+            inputs.ood,
+            tokens=decode_tokens(inputs.tokenizer, train),
+            device=chosen,
+            tile=tile,
+            cdnv_control=cdnv_control,
         )
     measured = result.metrics
-    if tag:  # the head on an inner layer's states is no loss of the model's
+    if inputs.tag:  # the head on an inner layer's states is no loss of the model's
         measured = {k: v for k, v in measured.items() if k not in MODEL_ONLY}
+    setting = {"preset": preset or DEFAULT_PRESET, **conv.as_dict()}
     metrics = {
-        **_identity(run_dir, train.metadata),
+        **_identity(inputs.run_dir, train.metadata),
         **describe_data(train.metadata, train.n_samples),
         **measured,
-        "preset": cfg.preset or DEFAULT_PRESET,
-        **conv.as_dict(),
+        **setting,
     }
-    _write(out, result, metrics, tag)
-    said = [str(w.message) for w in caught] + _degenerate_warning(result)
-    return MeasureOutcome(metrics, out, notes, said)
+    return Measurement(
+        metrics,
+        result.classes,
+        {**setting, "device": str(chosen), "tile": tile, "cdnv_control": cdnv_control},
+        dict(train.metadata),
+        inputs.tag,
+        list(inputs.notes),
+        said + _degenerate_warning(result),
+    )
 
 
 def describe_data(meta: dict, n_samples: int) -> dict:
@@ -177,17 +263,18 @@ def layer_tag(train_stats: Path, meta: dict) -> str:
     return found.group(0) if found and layer is None else ""
 
 
-def outputs(out: Path, tag: str = "") -> tuple[Path, Path]:
-    """``classes{tag}.parquet`` and ``metrics{tag}.json``: each layer's beside the last's."""
-    return out / f"classes{tag}.parquet", out / f"metrics{tag}.json"
+outputs = output_paths  # the name the sweep knows
 
 
-def _write(out: Path, result: Measured, metrics: dict, tag: str) -> None:
-    classes, path = outputs(out, tag)
-    with atomic_path(classes) as tmp:
-        result.classes.to_parquet(tmp, index=False)
-    # last, with its checksum: a metrics.json newer than the stats marks a finished measure
-    write_json(path, metrics, checksum=True)
+@contextlib.contextmanager
+def _caught(said: list[str]):
+    """Warnings raised inside become lines of ``said``, for the caller to show or not."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            said.extend(str(w.message) for w in caught)
 
 
 def _degenerate_warning(result: Measured) -> list[str]:
@@ -229,32 +316,59 @@ def _run_dir(train_stats: Path) -> Path:
     return parent.parent if parent.name == "stats" else parent
 
 
-def _optional_validation(train_stats: Path, path: Path | None, notes: list[str], tag: str):
-    """``path``, else the same layer's ``validation{tag}.safetensors`` beside the train
+def _stats_in(value, kind: str, role: str):
+    """Statistics given as a path (a file or a run dir) or as an object in memory."""
+    if isinstance(value, str | os.PathLike):
+        return load_stats(value, kind=kind)
+    expected = ClassStats if kind == "train" else ValidationStats
+    if isinstance(value, dict):
+        layers = ", ".join(repr(k) for k in value)
+        raise UserError(
+            f"the {role} statistics hold one object per layer ({layers}): measure one layer "
+            f"at a time, e.g. {role}[{next(iter(value), 'last')!r}]"
+        )
+    if not isinstance(value, expected):
+        other = "validation" if kind == "train" else "train"
+        what = (
+            f"{other} statistics"
+            if isinstance(value, ClassStats | ValidationStats)
+            else type(value).__name__
+        )
+        raise UserError(
+            f"{what} given where {role} statistics belong: pass a stats file, a run dir or "
+            f"the {expected.__name__} that collect_embeddings or load_stats returns"
+        )
+    return value
+
+
+def _sibling_validation(train_stats: Path, given, notes: list[str], tag: str):
+    """``given``, else the same layer's ``validation{tag}.safetensors`` beside the train
     stats, else None."""
-    if path is None:
+    if given is None:
         sibling = train_stats.parent / f"validation{tag}.safetensors"
         if sibling.is_file() and sibling.resolve() != train_stats.resolve():
             notes.append(f"using validation stats {sibling}")
-            path = sibling
-    return None if path is None else load_stats(path, kind="validation")
+            return sibling
+    return given
 
 
-def _classifier(source: str | None, run_dir: Path, notes: list[str]):
-    """``source``, else the run's own model (``model/`` of a trained run, or an
+def _run_classifier(given, run_dir: Path, notes: list[str]):
+    """``given``, else the run's own model (``model/`` of a trained run, or an
     ``epoch-E/`` dir itself), else None (no NC3)."""
-    if source is None and (model := model_dir_of(run_dir)) is not None:
-        source = str(model)
-        notes.append(f"using the classifier of {source}")
-    return None if source is None else load_classifier(source)
+    if given is None and (model := model_dir_of(run_dir)) is not None:
+        notes.append(f"using the classifier of {model}")
+        return str(model)
+    return given
 
 
-def _identity(run_dir: Path, meta: dict) -> dict:
+def _identity(run_dir: Path | None, meta: dict) -> dict:
     """model, width, depth, … as the trained model dir records them (its id, run and
     epoch), else from the run's config.json, else from the stats metadata."""
-    ident = {"model": meta.get("model", run_dir.name)}
+    ident = {"model": meta.get("model", run_dir.name if run_dir else "(in memory)")}
     if "layer" in meta:
         ident["layer"] = meta["layer"]
+    if run_dir is None:
+        return ident
     model = model_dir_of(run_dir)
     recorded = read_identity(model) if model is not None else None
     config = run_dir / "config.json"
@@ -269,29 +383,106 @@ def _identity(run_dir: Path, meta: dict) -> dict:
     return ident
 
 
-def _tokens(source: str | None, run_dir: Path, vocab_size: int) -> dict[int, str] | None:
-    """Decoded text of every token id, if a tokenizer can be found offline."""
-    tok = local_tokenizer(run_dir, source)
-    if tok is None:
+# ---------------------------------------------------------------- tokens
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def decode_tokens(tokenizer, train: ClassStats) -> dict[int, str] | None:
+    """The text of every class with train samples (``tokenizer.decode([id])``), for the
+    ``token`` column; None without a tokenizer (the column then holds the ids)."""
+    if tokenizer is None:
         return None
-    return {i: tok.decode([i]) for i in range(min(vocab_size, len(tok)))}
+    size = len(tokenizer) if hasattr(tokenizer, "__len__") else train.vocab_size
+    ids = (train.counts > 0).nonzero().squeeze(1).tolist()
+    return {i: tokenizer.decode([i]) for i in ids if i < size}
+
+
+def find_tokenizer(
+    source=None, run_dir: Path | None = None, meta: dict | None = None, vocab: int | None = None
+):
+    """The tokenizer that decodes the token ids of a measure.
+
+    ``source``: a tokenizer object (anything with ``decode``) or a dir or hub id to load
+    (a :class:`UserError` if that fails). Otherwise the first found *offline* (nothing is
+    downloaded) of: the run's model dir and ``RUN/tokenizer``; the model the stats'
+    provenance names (a local dir, or a hub id already in the Hugging Face cache, at
+    the recorded revision); the data dir's ``tokenizer/``. None when there is none, or
+    when what is found has more tokens than ``vocab``, the statistics' classes (another
+    vocabulary).
+    """
+    if source is not None and not isinstance(source, str | os.PathLike):
+        if not callable(getattr(source, "decode", None)):
+            raise UserError(
+                f"tokenizer: expected a tokenizer (with decode), a dir or a hub id, not "
+                f"{type(source).__name__}"
+            )
+        return source
+    if source is not None:
+        return _load_tokenizer(str(source))
+    meta = meta or {}
+    for name, revision in _tokenizer_candidates(run_dir, meta):
+        tok = _cached_tokenizer(name, revision)
+        if tok is not None and (vocab is None or len(tok) <= vocab):
+            return tok
+    return None
 
 
 def local_tokenizer(run_dir: Path, source: str | None = None):
     """The tokenizer ``source`` names, else the run's (its model dir's, or
     ``RUN/tokenizer``) if one is there; None when the run has none."""
-    model = model_dir_of(run_dir)
-    candidates = (
-        [source] if source else [str(model or run_dir / "model"), str(run_dir / "tokenizer")]
-    )
-    for cand in candidates:
-        if not cand or (not source and not Path(cand).is_dir()):
-            continue
-        try:
-            from transformers import AutoTokenizer
+    return find_tokenizer(source, Path(run_dir), {})
 
-            return AutoTokenizer.from_pretrained(cand)
-        except Exception:  # no tokenizer files there: fall back to ids
-            if source:
-                raise UserError(f"cannot load tokenizer {source!r}; pass a tokenizer dir") from None
-    return None
+
+def _tokenizer_candidates(run_dir: Path | None, meta: dict):
+    """(name, revision) to try, most specific first: the run's, then the provenance's."""
+    if run_dir is not None:
+        yield str(model_dir_of(run_dir) or run_dir / "model"), None
+        yield str(run_dir / "tokenizer"), None
+    try:
+        config = json.loads(meta.get("config") or "{}")
+    except ValueError:
+        config = {}
+    config = config if isinstance(config, dict) else {}
+    revision = meta.get("revision") or config.get("revision") or None
+    for name in dict.fromkeys([config.get("model"), meta.get("model")]):
+        if not isinstance(name, str) or not name:
+            continue
+        path = Path(name)
+        if path.is_dir():
+            yield str(model_dir_of(path) or path), None
+            yield str(path / "tokenizer"), None  # a run dir's
+        elif _HUB_ID.match(name):
+            yield name, revision
+    data = config.get("data") or meta.get("data")
+    if isinstance(data, str) and data:
+        yield str(Path(data) / "tokenizer"), None
+
+
+def _cached_tokenizer(name: str, revision: str | None):
+    """The tokenizer of a local dir or of a hub id in the local cache; None otherwise."""
+    from transformers import AutoTokenizer
+
+    local = Path(name).is_dir()
+    if not local and Path(name).exists():
+        return None
+    try:
+        kwargs = {"revision": revision} if revision and not local else {}
+        return AutoTokenizer.from_pretrained(name, local_files_only=True, **kwargs)
+    except Exception:  # no tokenizer files there: try the next, or keep ids
+        return None
+
+
+def _load_tokenizer(source: str):
+    """A tokenizer the user named: a dir, or a hub id (from the cache, or the hub when
+    it can be reached); a :class:`UserError` when it cannot be loaded."""
+    from transformers import AutoTokenizer
+
+    from lingcollapse.hub import load_pretrained
+
+    try:
+        return load_pretrained(AutoTokenizer.from_pretrained, source, "tokenizer")
+    except UserError as err:
+        raise UserError(f"{err} (pass a tokenizer dir, or leave the tokenizer out)") from None
+    except Exception:  # e.g. a dir without tokenizer files: transformers raises many types
+        raise UserError(f"cannot load tokenizer {source!r}; pass a tokenizer dir") from None
