@@ -11,8 +11,9 @@ of half a minute of retries and a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -37,6 +38,22 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     except Exception:  # requests and httpx raise their own kinds; each means "no answer"
         return False
     return response.status_code < 500  # a proxy that cannot get through answers 502/503
+
+
+@contextlib.contextmanager
+def offline() -> Iterator[None]:
+    """``huggingface_hub``'s offline mode (which transformers reads) for a block: with the
+    hub out of reach, a look in the cache must not spend half a minute retrying requests
+    that cannot succeed (transformers 5 asks for an adapter config even with
+    ``local_files_only``)."""
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
 
 
 def offline_reason() -> str:
@@ -86,15 +103,18 @@ def load_pretrained(loader: Callable[..., T], source: str, what: str, **kwargs) 
                 f"cannot load {what} from {source}: garbled or truncated weights "
                 f"({first_line(err)}); save or copy the model again"
             ) from None
+    online = hub_reachable()
     try:
-        return loader(source, local_files_only=True, **kwargs)  # the hub cache
+        with contextlib.nullcontext() if online else offline():
+            return loader(source, local_files_only=True, **kwargs)  # the hub cache
     except (OSError, ValueError):
         pass
-    if not hub_reachable():
+    if not online:
         raise UserError(
             f"{what} {source!r} is not a local path and not in the Hugging Face cache, and "
-            f"the hub cannot be reached ({offline_reason()}). On a machine with network run "
-            f"`{download_hint(source, kwargs.get('revision'))}`, copy DIR here and pass it"
+            f"the hub cannot be reached (offline). {offline_reason()}; on a machine with "
+            f"network run `{download_hint(source, kwargs.get('revision'))}`, copy DIR here "
+            "and pass it"
         )
     try:
         return loader(source, **kwargs)
