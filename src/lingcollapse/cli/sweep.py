@@ -7,6 +7,8 @@ import logging
 import time
 from pathlib import Path
 
+from lingcollapse.progress import add_log_every
+
 log = logging.getLogger(__name__)
 
 
@@ -34,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="with --plan: print the plan as JSON")
     p.set_defaults(func=run_sweep)
+    add_log_every(p)
     d = sub.add_parser(
         "demo",
         help="the main job: the paper's study in miniature, offline",
@@ -44,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--out", type=Path, default=Path("demo-out"), help="output dir")
     d.add_argument("--quick", action="store_true", help="a handful of tiny models (≤ 90 s)")
     d.set_defaults(func=run_demo)
+    add_log_every(d)
 
 
 def run_sweep(args: argparse.Namespace) -> int:
@@ -96,10 +100,11 @@ def _run(grid, out: Path, executor: str) -> int:
     with exclusive(out / "sweep.json", "sweep"):
         stages.record(grid, out)
         if executor == "slurm":
-            jobs = executors.run_slurm(grid, out)
+            *cells, final = executors.run_slurm(grid, out)
+            arrays = sorted({executors.array_id(j.job_id) for j in cells})
             print(
-                f"submitted {len(jobs)} jobs ({', '.join(j.job_id for j in jobs)}); "
-                f"results will be in {out}"
+                f"submitted {len(cells)} cells as job arrays {', '.join(arrays)} and the "
+                f"analyze job {final.job_id}; results will be in {out}"
             )
             return 0
         executors.run_local(grid, out)
