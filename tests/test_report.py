@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -117,3 +119,194 @@ def test_the_page_names_its_data_and_tells_runs_apart(tmp_path, capsys):
     assert main(["report", str(out)]) == 0
     page = (out / "report.html").read_text()
     assert "<h2>Data</h2>" in page and "S sequences" in page and ">learning rate<" in page
+
+
+# ---------------------------------------------------------------- the interactive parts
+
+V, D = 40, 6  # vocabulary and width of the synthetic runs' stats
+
+
+def swept_dir(tmp_path, capsys, models: int = 3):
+    """A sweep-like dir: run dirs (metrics, classes.parquet, train stats, log.jsonl, one
+    with an inner layer) below it, analyzed into it."""
+    import torch
+    from safetensors.torch import save_file
+
+    rng = np.random.default_rng(1)
+    table = synthetic_table().head(models)
+    root = tmp_path / "sweep"
+    for i, (_, row) in enumerate(table.iterrows()):
+        metrics = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        metrics.update(min_count=2, dim=D)
+        run = write_run(root / "runs", f"run{i}", metrics, {"lr": 1e-3})
+        counts = rng.integers(0, 30, size=V)
+        counts[:3] = [0, 1, 50]  # an absent class, one below min_count
+        means = rng.normal(size=(V, D))
+        ids = np.flatnonzero(counts >= 2)
+        classes = pd.DataFrame(
+            {
+                "token_id": ids,
+                "token": [f" t{j}" if j % 2 else f"T{j}" for j in ids],
+                "count": counts[ids],
+                "sigma2": rng.uniform(0.5, 2, size=ids.size),
+                "log_norm": rng.normal(size=ids.size),
+                "cdnv_mean": rng.uniform(size=ids.size),
+                "val_count": rng.integers(0, 9, size=ids.size),
+                "agreement_rate": rng.uniform(size=ids.size),
+            }
+        )
+        classes.to_parquet(run / "classes.parquet")
+        (run / "stats").mkdir()
+        tensors = {"counts": torch.tensor(counts, dtype=torch.int64), "means": torch.tensor(means)}
+        save_file(tensors, str(run / "stats" / "train.safetensors"))
+        log = [
+            {"step": 50, "epoch": 0, "loss": 4.0 - i, "lr": 1e-3},  # the older format
+            {"step": 100, "epoch": 1, "val_loss": 3.5 - i, "val_acc": 0.3},
+            "{cut off",
+            {"final": True, "val_loss": 3.5 - i},
+        ]
+        lines = [r if isinstance(r, str) else json.dumps(r) for r in log]
+        (run / "log.jsonl").write_text("\n".join(lines) + "\n")
+    layer = dict(json.loads((root / "runs" / "run0" / "metrics.json").read_text()), nc1_cdnv=9.0)
+    (root / "runs" / "run0" / "metrics.layer01.json").write_text(json.dumps(layer))
+    assert main(["analyze", str(root / "runs"), "--permutations", "50", "--out", str(root)]) == 0
+    capsys.readouterr()
+    return root, table
+
+
+def embedded(page: str, element_id: str):
+    tag = f"<script type='application/json' id='{element_id}'>"
+    match = re.search(rf"{tag}(.*?)</script>", page, re.S)
+    assert match, element_id
+    return json.loads(match.group(1))
+
+
+def test_the_token_explorer_embeds_the_classes_and_their_neighbours(tmp_path, capsys):
+    """The embedded rows are the model's most frequent classes from classes.parquet;
+    neighbours equal a float64 brute force over the embedded classes' means."""
+    root, table = swept_dir(tmp_path, capsys)
+    assert main(["report", str(root), "--max-tokens", "12", "--neighbours", "4"]) == 0
+    page = (root / "report.html").read_text()
+    index = embedded(page, "lc-token-index")
+    assert [m["model"] for m in index] == table["model"].tolist()
+    from safetensors.numpy import load_file
+
+    for entry in index:
+        view = embedded(page, entry["id"])
+        run = root / "runs" / f"run{table['model'].tolist().index(entry['model'])}"
+        classes = pd.read_parquet(run / "classes.parquet")
+        top = classes.sort_values(["count", "token_id"], ascending=[False, True]).head(12)
+        assert view["total"] == len(classes) and view["run"] == str(run.relative_to(root))
+        assert view["columns"][:2] == ["token", "token_id"]
+        assert view["data"]["token_id"] == top["token_id"].tolist()
+        assert view["data"]["token"] == top["token"].tolist()
+        assert view["data"]["count"] == top["count"].tolist()
+        for col in ("sigma2", "log_norm", "cdnv_mean", "agreement_rate"):
+            np.testing.assert_allclose(view["data"][col], top[col], rtol=1e-5)
+        np.testing.assert_allclose(
+            view["data"]["norm_scaled"], np.exp(2 * top["log_norm"]) / np.sqrt(D), rtol=1e-5
+        )
+        stats = load_file(str(run / "stats" / "train.safetensors"))
+        mu = stats["means"][top["token_id"].to_numpy()]
+        centre = stats["means"][stats["counts"] >= 2].mean(axis=0)
+        z = mu - centre
+        for c in range(len(mu)):
+            dist = np.sqrt(((mu - mu[c]) ** 2).sum(axis=1))
+            dist[c] = np.inf
+            assert view["nearest"][c] == np.argsort(dist, kind="stable")[:4].tolist()
+            np.testing.assert_allclose(view["nearest_value"][c], np.sort(dist)[:4], rtol=1e-5)
+            cos = z @ z[c] / (np.linalg.norm(z, axis=1) * np.linalg.norm(z[c]))
+            cos[c] = -np.inf
+            assert view["interfering"][c] == np.argsort(-cos, kind="stable")[:4].tolist()
+            np.testing.assert_allclose(view["interfering_value"][c], -np.sort(-cos)[:4], rtol=1e-5)
+        # Tables 4–5 over all classes, as `inspect --top/--bottom` ranks them
+        top3 = classes.nlargest(10, "sigma2")["token_id"].tolist()
+        at = view["columns"].index("token_id")
+        assert [r[at] for r in view["extremes"]["sigma2"]["top"]] == top3
+        low = classes.nsmallest(10, "agreement_rate")["token_id"].tolist()
+        assert [r[at] for r in view["extremes"]["agreement_rate"]["bottom"]] == low
+        mean = classes["count"].mean()
+        assert view["average"][view["columns"].index("count")] == pytest.approx(mean, rel=1e-5)
+    assert "the 12 most frequent classes of each model" in page
+
+
+def test_nearest_and_interfering_with_few_classes_and_a_mean_at_the_centre():
+    from lingcollapse.analysis.explore import nearest_and_interfering
+
+    mu = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    (near, dist), (far, cos) = nearest_and_interfering(mu, np.zeros(2), k=5)
+    assert near.tolist() == [[1, 2], [0, 2], [0, 1]]  # k capped at E − 1
+    np.testing.assert_allclose(dist, [[1, 2], [1, np.sqrt(5)], [2, np.sqrt(5)]])
+    assert far[0].tolist() == [-1, -1] and np.isnan(cos[0]).all()  # no direction
+    assert far[1].tolist() == [2, -1] and cos[1, 0] == 0.0  # the centred one left out
+
+
+def test_training_curves_layers_and_downloads_are_embedded(tmp_path, capsys):
+    root, table = swept_dir(tmp_path, capsys)
+    assert main(["report", str(root)]) == 0
+    page = (root / "report.html").read_text()
+    curves = embedded(page, "lc-curves-data")
+    assert [c["run"] for c in curves] == [f"runs/run{i}" for i in range(3)]
+    first = curves[0]
+    assert first["models"] == [table["model"].iloc[0]]
+    # the old format's epoch index 0 becomes the fractional epoch step / (steps per epoch)
+    assert first["train"] == [[50, 0.5, 4.0]] and first["eval"] == [[100, 1.0, 3.5]]
+    layers = embedded(page, "lc-layers-data")
+    assert "nc1_cdnv" in {m["name"] for m in layers["metrics"]}
+    rows = [dict(zip(layers["columns"], r, strict=True)) for r in layers["rows"]]
+    assert (rows[0]["layer_index"], rows[0]["nc1_cdnv"]) == (1, 9.0)
+    for name in ("results.csv", "correlations.json"):
+        link = re.search(rf"download='{re.escape(name)}' href='data:[^;]+;base64,([^']+)'", page)
+        assert base64.b64decode(link.group(1)) == (root / name).read_bytes()
+    assert not EXTERNAL.search(page) and "@import" not in page
+    assert not re.search(r"url\(\s*['\"]?(https?:)?//", page)
+
+
+def test_points_carry_their_values_and_rows_their_model(tmp_path, capsys):
+    """Each point of Figure 1 names its model and its coordinates (the model's values)."""
+    out, table = analyzed_dir(tmp_path, capsys)
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    start = page.index("aria-label='fig1_headline'")
+    svg = page[start : page.index("</svg>", start)]
+    values = table.set_index("model")
+    groups = re.findall(r'data-xlabel="([^"]*)" data-ylabel="([^"]*)"(.*?)</g>\s*</g>', svg, re.S)
+    assert len(groups) == 4 and all(y == "Validation loss" or "loss" in y for _, y, _ in groups)
+    points = re.findall(r'data-model="([^"]+)" data-x="([^"]+)" data-y="([^"]+)"', svg)
+    assert len(points) == 4 * len(table)
+    for model, _, y in points:
+        assert float(y) == pytest.approx(values.loc[model, "val_loss"], rel=1e-5)
+    first = next(p for p in points if p[0] == table["model"].iloc[0])
+    assert float(first[1]) == pytest.approx(table["nc1_cdnv"].iloc[0], rel=1e-5)
+    for model in table["model"]:
+        assert f"<tr data-model='{model}'>" in page
+    assert "<table class='lc-sort results'>" in page and "<thead>" in page
+
+
+def test_the_explorer_can_be_left_out_and_bad_limits_are_user_errors(tmp_path, capsys):
+    root, _ = swept_dir(tmp_path, capsys)
+    assert main(["report", str(root), "--max-tokens", "0"]) == 0
+    page = (root / "report.html").read_text()
+    assert "id='lc-token-index'" not in page and "id='lc-curves-data'" in page
+    for args in (["--max-tokens", "-1"], ["--neighbours", "-2"], ["--runs", str(tmp_path / "x")]):
+        assert main(["report", str(root), *args]) == 2
+        assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_runs_found_elsewhere_with_runs(tmp_path, capsys):
+    """analyze --out elsewhere: the explorer finds the run dirs given by --runs."""
+    root, table = swept_dir(tmp_path, capsys)
+    out = tmp_path / "elsewhere"
+    assert main(["analyze", str(root / "runs"), "--permutations", "20", "--out", str(out)]) == 0
+    assert main(["report", str(out)]) == 0
+    assert "id='lc-token-index'" not in (out / "report.html").read_text()
+    assert main(["report", str(out), "--runs", str(root / "runs")]) == 0
+    index = embedded((out / "report.html").read_text(), "lc-token-index")
+    assert [m["model"] for m in index] == table["model"].tolist()
+
+
+def test_cli_defaults_match_the_library():
+    from lingcollapse.analysis import explore
+    from lingcollapse.cli import report
+
+    assert (report.MAX_TOKENS, report.NEIGHBOURS) == (explore.MAX_TOKENS, explore.NEIGHBOURS)
