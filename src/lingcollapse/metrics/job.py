@@ -170,7 +170,7 @@ def read_inputs(train, validation=None, classifier=None, ood=None, tokenizer=Non
     inputs.classifier = None if classifier is None else load_classifier(classifier)
     inputs.ood = None if ood is None else _stats_in(ood, "train", "ood")
     with _caught(inputs.warnings):
-        inputs.tokenizer = find_tokenizer(tokenizer, inputs.run_dir, meta, inputs.train.vocab_size)
+        inputs.tokenizer = find_tokenizer(tokenizer, inputs.run_dir, meta, inputs.train)
     return inputs
 
 
@@ -385,6 +385,8 @@ def _identity(run_dir: Path | None, meta: dict) -> dict:
 
 # ---------------------------------------------------------------- tokens
 
+# Any of these makes a dir a tokenizer's (fast, BPE vocab, SentencePiece, or its config).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -399,7 +401,10 @@ def decode_tokens(tokenizer, train: ClassStats) -> dict[int, str] | None:
 
 
 def find_tokenizer(
-    source=None, run_dir: Path | None = None, meta: dict | None = None, vocab: int | None = None
+    source=None,
+    run_dir: Path | None = None,
+    meta: dict | None = None,
+    train: ClassStats | None = None,
 ):
     """The tokenizer that decodes the token ids of a measure.
 
@@ -407,9 +412,9 @@ def find_tokenizer(
     (a :class:`UserError` if that fails). Otherwise the first found *offline* (nothing is
     downloaded) of: the run's model dir and ``RUN/tokenizer``; the model the stats'
     provenance names (a local dir, or a hub id already in the Hugging Face cache, at
-    the recorded revision); the data dir's ``tokenizer/``. None when there is none, or
-    when what is found has more tokens than ``vocab``, the statistics' classes (another
-    vocabulary).
+    the recorded revision); the data dir's ``tokenizer/``. A tokenizer found must fit
+    the ``train`` statistics: more tokens than their largest class with samples, no more
+    than their classes (else it is another vocabulary). None when none is found.
     """
     if source is not None and not isinstance(source, str | os.PathLike):
         if not callable(getattr(source, "decode", None)):
@@ -423,9 +428,16 @@ def find_tokenizer(
     meta = meta or {}
     for name, revision in _tokenizer_candidates(run_dir, meta):
         tok = _cached_tokenizer(name, revision)
-        if tok is not None and (vocab is None or len(tok) <= vocab):
+        if tok is not None and (train is None or _fits(tok, train)):
             return tok
     return None
+
+
+def _fits(tok, train: ClassStats) -> bool:
+    """Whether a tokenizer can be the one the statistics' token ids come from."""
+    seen = (train.counts > 0).nonzero()
+    top = int(seen.max()) if seen.numel() else -1
+    return top < len(tok) <= train.vocab_size
 
 
 def local_tokenizer(run_dir: Path, source: str | None = None):
@@ -464,8 +476,10 @@ def _cached_tokenizer(name: str, revision: str | None):
     from transformers import AutoTokenizer
 
     local = Path(name).is_dir()
-    if not local and Path(name).exists():
-        return None
+    if (local and not any((Path(name) / f).is_file() for f in TOKENIZER_FILES)) or (
+        not local and Path(name).exists()
+    ):
+        return None  # transformers would make an empty tokenizer of a bare config
     try:
         kwargs = {"revision": revision} if revision and not local else {}
         return AutoTokenizer.from_pretrained(name, local_files_only=True, **kwargs)
