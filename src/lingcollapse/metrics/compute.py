@@ -208,8 +208,8 @@ def _zhu_error(w: Tensor, g: Geometry, dot: Tensor) -> float:
 
 
 def ood_deviation(ood: ClassStats, g: Geometry) -> float:
-    """Ammar et al.'s NC5: mean_c |cos(μ_c − μ̄, μ_G^ood − μ̄)| with μ_G^ood the sample mean
-    of the out-of-distribution embeddings (both centred by the in-distribution μ̄)."""
+    """Ammar et al.'s NC5: ``mean_c |cos(μ_c − μ̄, μ_G^ood − μ̄)|`` with μ_G^ood the sample
+    mean of the out-of-distribution embeddings (both centred by the in-distribution μ̄)."""
     if ood.dim != g.z.shape[1]:
         raise UserError(f"the OOD stats have width {ood.dim}, the train stats {g.z.shape[1]}")
     n = ood.counts.to(torch.float64)
