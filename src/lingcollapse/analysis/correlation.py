@@ -72,7 +72,7 @@ class Correlations:
     notes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict:
-        """The ``analyze --json`` object of DESIGN §5 (NaN written as null), with the
+        """The ``analyze --json`` object (NaN written as null), with the
         test's settings and, per metric, the plotted R² and the p-value's precision."""
         return {
             "target": self.target,
@@ -197,7 +197,7 @@ def correlate(
         raise UserError(
             f"the table has no metric column to correlate with {target} (columns: "
             f"{', '.join(map(str, table.columns))}); give tables or runs with the names of "
-            "DESIGN §3 (nc1_cdnv, nc4_agreement, …), e.g. made by `lingcollapse measure`"
+            "the metrics (nc1_cdnv, nc4_agreement, …), e.g. made by `lingcollapse measure`"
         )
     values = {c: numeric_column(table, c) for c in columns}
     out = Correlations(target, int(has_y.sum()), permutations, seed, {})

@@ -38,7 +38,7 @@ __all__ = [
 # (logarithmic) CDNV"), and their R² is annotated in those coordinates.
 LOG_SCALE = frozenset({"nc1_cdnv", "nc1_cdnv_k0", "nc1_covariance_ratio", "nc1_quotient"})
 
-# One row per model in a results table (DESIGN §5).
+# One row per model in a results table.
 IDENTITY = ("model", "width", "depth", "n_params", "epochs", "weight_decay", "seed")
 
 # Columns that a metric-like name pattern would catch but that are not properties.

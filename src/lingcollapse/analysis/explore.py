@@ -1,4 +1,4 @@
-"""What the interactive report embeds besides the results table (DESIGN §3, §9).
+"""What the interactive report embeds besides the results table.
 
 For each model whose run dir is found: its most frequent classes from
 ``classes.parquet`` with, for each, its nearest and most interfering classes among

@@ -414,7 +414,7 @@ _CHECKPOINT = re.compile(r"@\d+$")  # the ``@k`` of an authors'-style model id
 def run_of(df: pd.DataFrame) -> pd.Series:
     """The training run each row was measured from, as text.
 
-    ``run`` where the table has it; else the model id without ``@k`` (DESIGN's ids);
+    ``run`` where the table has it; else the model id without ``@k`` (the authors' ids);
     else rows of equal identity (family, width, depth, schedule, β, seed) are one run.
     Without a schedule column the schedule is taken to be ``epochs``, so every row is a
     run of its own: measurements of one run cannot be told from runs of other lengths.

@@ -1,6 +1,6 @@
 """Per-token inspection of a measured run (paper Appendix Q, Tables 4–5).
 
-Reads ``RUN/classes.parquet`` (one row per class, DESIGN §3) and shows chosen tokens
+Reads ``RUN/classes.parquet`` (one row per class) and shows chosen tokens
 next to the average token. For a single token it also lists the tokens that interfere
 with it most (largest cosine of centred means, Eq. 6) and the most separated ones
 (smallest cosine), from the class means in ``RUN/stats/train.safetensors``. That is one
@@ -42,7 +42,7 @@ AVERAGE = "(avg)"
 
 
 def load_classes(run: Path) -> pd.DataFrame:
-    """The run's per-class table, with the columns of DESIGN §3 that it has."""
+    """The run's per-class table (``measure``'s columns, those it has)."""
     path = Path(run) / "classes.parquet"
     if not path.is_file():
         raise UserError(f"{path} not found; run `lingcollapse measure` on this run first")

@@ -1,4 +1,4 @@
-"""One ``analyze`` job: runs and tables → results table, correlations, figures (DESIGN §5).
+"""One ``analyze`` job: runs and tables → results table, correlations, figures.
 
 :class:`AnalyzeConfig` holds the options of ``lingcollapse analyze`` and checks them when
 it is made, reading no input, so a sweep can validate every stage before any work.

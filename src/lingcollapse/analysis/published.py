@@ -1,6 +1,6 @@
 """Adapter for the paper authors' two published per-model tables (230 models each).
 
-Their columns are not ours. Each is mapped to a DESIGN §3 name only where the authors'
+Their columns are not ours. Each is mapped to one of our metric names only where the authors'
 code at the table's date says what it holds (``rhubarbwu/linguistic-collapse``, with
 ``rhubarbwu/neural-collapse`` for the later one); a column whose meaning differs from §3
 gets a name that says so, and one whose meaning is unclear is left out, never the file.

@@ -680,7 +680,7 @@ def _token_section(runs: dict[str, Path], root: Path, max_tokens: int, k: int) -
     return (
         "<h2 id='tokens'>Token explorer (Appendix Q, Tables 4–5)</h2>"
         "<p class='sub'>Per model, from its run's <code>classes.parquet</code> (one row per "
-        "class, DESIGN §3): the count of train samples, σ² (within-class variance), the log "
+        "class): the count of train samples, σ² (within-class variance), the log "
         "norm of the centred mean, the row means of the CDNV (Eq. 4), interference (Eq. 6) "
         "and log kernel (Eq. 7), the duality cosine (Eq. 8), and the validation count and "
         "NC4 agreement rate. "

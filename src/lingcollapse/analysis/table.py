@@ -1,4 +1,4 @@
-"""One results table from run dirs and tables (DESIGN §2, §5).
+"""One results table from run dirs and tables.
 
 A row per model: identity columns ``model, width, depth, n_params, epochs,
 weight_decay, seed``, then the §3 metric names. Inputs may be
@@ -96,7 +96,7 @@ def read_table(path: Path, notes: list[str]) -> pd.DataFrame:
 
 def _read_run(run: Path, out: Gathered) -> pd.DataFrame:
     """One row from ``run/metrics.json``; identity missing there comes from config.json.
-    Inner layers' ``metrics.layerNN.json`` (DESIGN §9) go to ``out.layer_rows``."""
+    Inner layers' ``metrics.layerNN.json`` go to ``out.layer_rows``."""
     config = _run_config(run)
     row = _metrics_row(run / "metrics.json", config, run)
     if config:

@@ -25,7 +25,7 @@ import warnings
 from lingcollapse import __version__
 from lingcollapse.errors import UserError, did_you_mean
 
-# Subcommand modules, in the order of the pipeline (DESIGN §2).
+# Subcommand modules, in the order of the pipeline.
 COMMANDS = [
     "lingcollapse.cli.data",
     "lingcollapse.cli.train",

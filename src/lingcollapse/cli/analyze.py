@@ -1,4 +1,4 @@
-"""``lingcollapse analyze``: runs → results table, correlations, figures (DESIGN §5).
+"""``lingcollapse analyze``: runs → results table, correlations, figures.
 
 The options become an :class:`AnalyzeConfig` and the work is :func:`analyze`; this
 module only says its notes and prints the correlations.

@@ -1,4 +1,4 @@
-"""``lingcollapse collect``: one pass of a causal LM over a split into stats (DESIGN §5)."""
+"""``lingcollapse collect``: one pass of a causal LM over a split into stats."""
 
 from __future__ import annotations
 

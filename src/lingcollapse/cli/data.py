@@ -1,4 +1,4 @@
-"""``lingcollapse data prepare``: make a packed data dir (DESIGN §2) from a corpus."""
+"""``lingcollapse data prepare``: make a packed data dir from a corpus."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``lingcollapse measure``: stats → metrics.json + classes.parquet (DESIGN §3, §5).
+"""``lingcollapse measure``: stats → metrics.json + classes.parquet.
 
 The options become a :class:`MeasureConfig` and the work is :func:`measure_files`; this
 module only says its notes and prints the metrics.
@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "measure",
         help="compute every NC metric from stats files",
-        description="Compute the NC metrics of DESIGN §3 from train stats "
+        description="Compute every NC metric (CDNV, equinormness, interference, log kernel, "
+        "duality, agreement: Eq. 4–11 of the paper) from train stats "
         "(and optionally a classifier and validation stats).",
     )
     p.add_argument(

@@ -1,4 +1,4 @@
-"""One pass of a causal LM over a packed split into stats files (DESIGN §4, §5).
+"""One pass of a causal LM over a packed split into stats files (``lingcollapse collect``).
 
 Train split: per requested layer, a :class:`ClassAccumulator` (counts, means, M2 and
 optionally the within-class scatter) from the body's hidden states alone. Validation
@@ -13,7 +13,7 @@ used.
 Data-parallel: ``--shard I/N`` takes a disjoint block of sequences; under ``torchrun``
 each rank takes a block of that and rank 0 merges the ranks' statistics.
 
-Provenance (DESIGN §9): every file names what its numbers depend on — the model (name,
+Provenance: every file names what its numbers depend on — the model (name,
 revision, SHA-256 of all its weights), layer, split, data (SHA-256 of ``meta.json`` and
 of the split), shard, dtype, and ``covariance`` (train) or ``min_count`` and the train
 means (validation) — so that ``stats merge`` joins only disjoint shards of one pass. The
@@ -413,7 +413,7 @@ def _train_sha(cfg: CollectConfig, layers) -> str | None:
 
 
 def _provenance(cfg: CollectConfig, model: EmbeddingModel) -> dict[str, str]:
-    """What the numbers of this pass depend on (DESIGN §9), as string metadata; ``stats
+    """What the numbers of this pass depend on, as string metadata; ``stats
     merge`` compares all of it but the paths (``model`` names, ``data``), and ``layer``,
     added per file. Batch size and device change only rounding: not provenance."""
     provenance = {

@@ -1,4 +1,4 @@
-"""Stage 1 of the pipeline: corpora → tokenizer → packed data dir (DESIGN §2).
+"""Stage 1 of the pipeline: corpora → tokenizer → packed data dir.
 
 - :mod:`.stories` (+ :mod:`.lexicon`): the embedded, seeded children's-story corpus;
 - :mod:`.local`, :mod:`.tinystories`: text files and the paper's corpus;

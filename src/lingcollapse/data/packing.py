@@ -1,4 +1,4 @@
-"""Packing token streams into the ``[S, T]`` chunks of a data dir (DESIGN §2).
+"""Packing token streams into the ``[S, T]`` chunks of a data dir.
 
 Two recipes, which decide which tokens exist and so the class counts (paper §3.1):
 
@@ -16,7 +16,7 @@ Two recipes, which decide which tokens exist and so the class counts (paper §3.
 
 Chunks stream into a ``.npy`` file (:class:`ChunkWriter`) whose header is written last,
 so no split is ever held in memory, and label counts (tokens 1..T−1 of each chunk, the
-classes of DESIGN §3) are counted on the way.
+classes of the NC metrics) are counted on the way.
 """
 
 from __future__ import annotations

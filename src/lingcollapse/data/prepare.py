@@ -1,4 +1,4 @@
-"""``data prepare``: corpus → tokenizer → packed ``{split}.npy`` + ``meta.json`` (DESIGN §2).
+"""``data prepare``: corpus → tokenizer → packed ``{split}.npy`` + ``meta.json``.
 
 The output is built in a hidden temporary dir beside ``out`` and renamed into place at
 the end, so an interrupted run leaves no half data dir, and an existing data dir is only

@@ -1,4 +1,5 @@
-"""NC metrics (DESIGN §3): statistics → values, one function per property."""
+"""NC metrics: statistics → values, one function per property (each metric is defined,
+with the paper's equation, in :class:`lingcollapse.metrics.result.Measurement`)."""
 
 from lingcollapse.metrics.compute import Measured, measure
 from lingcollapse.metrics.conventions import PRESETS, Convention, resolve

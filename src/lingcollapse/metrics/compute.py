@@ -1,4 +1,5 @@
-"""Every NC metric of DESIGN §3 from train stats, a classifier and validation stats.
+"""Every NC metric from train stats, a classifier and validation stats (their definitions:
+:class:`~lingcollapse.metrics.result.Measurement`).
 
 ``measure`` is the one-shot function: statistics in, the canonical metric names and
 the per-class table out. Each property lives in a small function named after it, with
@@ -254,7 +255,11 @@ def class_table(
     val: ValidationStats | None,
     tokens: list[str] | None,
 ) -> pd.DataFrame:
-    """The per-class table of DESIGN §3 (what the paper's Tables 4–5 read from)."""
+    """The per-class table, one row per kept class c (what the paper's Tables 4–5 read
+    from): ``token_id``, ``token``, ``count`` N_c, ``sigma2`` σ_c² (Eq. 3), ``log_norm``
+    log ‖μ_c − μ̄‖, the row means over c' ≠ c of Eq. 4, 6 and 7 (``cdnv_mean``,
+    ``interference_mean``, ``logkernel_mean``), ``duality_cos`` (Eq. 8), ``dot``
+    ⟨w_c, μ_c − μ̄⟩, ``val_count`` and ``agreement_rate`` (Eq. 10 within the class)."""
     import pandas as pd
 
     ids = g.kept.cpu()
@@ -292,7 +297,8 @@ def measure(
     tile: int | None = None,
     cdnv_control: bool = False,
 ) -> Measured:
-    """All metrics of DESIGN §3 (Eq. 2–11) and the per-class table. ``tile`` of the
+    """All metrics (Eq. 2–11; each defined in
+    :class:`~lingcollapse.metrics.result.Measurement`) and the per-class table. ``tile`` of the
     pairwise pass: None for the default, made smaller when free memory asks for it.
     ``cdnv_control`` adds ``nc1_cdnv_k0``, Eq. 4 with k = 0: the scale-invariant control
     of a k = 2 CDNV, which scales as 1/α² when every embedding is scaled by α."""

@@ -251,7 +251,7 @@ def describe_data(meta: dict, n_samples: int) -> dict:
 
 
 def layer_tag(train_stats: Path, meta: dict) -> str:
-    """``""`` for the last layer's stats, ``".layerNN"`` for block NN's (DESIGN §9): from
+    """``""`` for the last layer's stats, ``".layerNN"`` for block NN's: from
     the stats' ``layer`` metadata, else from a file name ``train.layerNN.safetensors``."""
     layer = meta.get("layer")
     if layer is not None and layer != "last":

@@ -1,4 +1,5 @@
-"""The canonical metric names of DESIGN §3: which way is collapse, and where it is defined.
+"""The canonical metric names: which way is collapse, and the paper's equation of each
+(defined in full in :class:`lingcollapse.metrics.result.Measurement`).
 
 ``DIRECTION[name]`` is ``-1`` where smaller values mean more collapse (↓), ``+1`` where
 larger ones do (↑), and ``0`` where the value is descriptive. The coefficients of

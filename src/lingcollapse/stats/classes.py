@@ -1,4 +1,4 @@
-"""Per-class streaming statistics of context embeddings (DESIGN §4, §6; paper Eq. 2–3).
+"""Per-class streaming statistics of context embeddings (paper Eq. 2–3), in float64.
 
 Every context embedding ``h`` is a sample of its next token's class ``y``. Per class we
 want ``(N_c, μ_c, M2_c)`` in float64, where ``M2_c = Σ ||h − μ_c||²`` (Eq. 3 times N_c),
@@ -11,7 +11,7 @@ Two objects, as in torchmetrics' update → compute split:
   sums ``S_c = Σ (h − K_c)`` and ``Q_c = Σ ||h − K_c||²``. A batch costs O(n·d): one
   gather, one subtraction and ``index_add_`` scatters straight into the state, with no
   per-batch merge and never a one-hot (n × V) product.
-- :class:`ClassStats` holds the finished moments, the artifact of DESIGN §4. Merging two
+- :class:`ClassStats` holds the finished moments, what a train stats file stores. Merging two
   of them over disjoint data uses Chan, Golub & LeVeque's parallel formula
   (:func:`chan_merge`); an accumulator re-starts exactly from stats (``K = μ, S = 0,
   Q = M2``), so streaming, merging shards and resuming share these two helpers.
@@ -35,7 +35,8 @@ _CHUNK_ELEMENTS = 1 << 19
 
 @dataclass
 class ClassStats:
-    """Finished per-class moments: the train stats file of DESIGN §4.
+    """Finished per-class moments: what a train stats file stores (``counts``, ``means``,
+    ``m2``, optional ``cov_m2``; :func:`lingcollapse.stats.files.save_stats`).
 
     Classes with ``counts == 0`` are absent: their ``means``/``m2`` rows are zero.
     """

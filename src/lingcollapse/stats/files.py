@@ -1,10 +1,11 @@
-"""Stats files (DESIGN §4): safetensors with string metadata, validated on load.
+"""Stats files: safetensors with string metadata, validated on load.
 
 Train stats: ``counts`` int64 (V,), ``means`` float64 (V, d), ``m2`` float64 (V,), optional
 ``cov_m2`` float64 (d, d). Validation stats: ``val_counts``, ``agree``, ``correct``,
 ``ncc_correct`` int64 (V,) and ``loss_sum`` float64 (V,). Metadata: ``format`` =
 ``lingcollapse.stats/1``, ``kind`` = ``train`` | ``validation`` and free-form strings;
-``collect`` adds the provenance that :func:`merge_stats_files` checks (DESIGN §9), which
+``collect`` adds the provenance that :func:`merge_stats_files` checks (model, layer, split,
+data, shard and settings), which
 other tools' files need not carry: only merging requires it.
 """
 
@@ -237,7 +238,7 @@ def _validation_from(path: Path, tensors: dict, meta: dict) -> ValidationStats:
     return ValidationStats(*(tensors[key] for key in VALIDATION_KEYS), metadata=dict(meta))
 
 
-# ---------------------------------------------------------------- merge (DESIGN §9)
+# ---------------------------------------------------------------- merge
 
 
 class _Same(NamedTuple):

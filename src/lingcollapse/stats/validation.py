@@ -1,4 +1,4 @@
-"""Validation statistics: loss, accuracy and the NC4 decisions per true class (DESIGN §4).
+"""Validation statistics: loss, accuracy and the NC4 decisions per true class.
 
 For every validation embedding ``h`` with true next token ``y`` one pass records
 
