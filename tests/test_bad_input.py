@@ -634,6 +634,8 @@ MEASURE = {
     "--tile 0": lambda a, t: measure(t, a.train, "--tile", 0),
     "--device tpu": lambda a, t: measure(t, a.train, device="tpu"),
     "--tokenizer missing": lambda a, t: measure(t, a.train, "--tokenizer", t / "nope"),
+    "data dir as --tokenizer": lambda a, t: measure(t, a.train, "--tokenizer", a.data),
+    "stats file as --tokenizer": lambda a, t: measure(t, a.train, "--tokenizer", a.train),
     "--out is a file": lambda a, t: measure(t, a.train, out=text(t, "f", "x")),
 }
 

@@ -494,6 +494,13 @@ def _load_tokenizer(source: str):
 
     from lingcollapse.hub import load_pretrained
 
+    path = Path(source)
+    if path.is_file() or (path.is_dir() and not any((path / f).is_file() for f in TOKENIZER_FILES)):
+        what = "a file" if path.is_file() else "a dir without tokenizer files"
+        raise UserError(
+            f"tokenizer {source} is {what} ({', '.join(TOKENIZER_FILES)}): pass a tokenizer "
+            "dir, e.g. DATA_DIR/tokenizer"
+        )
     try:
         return load_pretrained(AutoTokenizer.from_pretrained, source, "tokenizer")
     except UserError as err:
