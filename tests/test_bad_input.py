@@ -295,6 +295,11 @@ DATA = {
         text(t, "x.txt", "keep").parent,
         "--overwrite",
     ],
+    "misspelled verb (prepar)": lambda a, t: ["data", "prepar", "--out", t / "out"],
+    "misspelled option (--seq-lenght)": lambda a, t: prep(t, "--seq-lenght", 16),
+    "--validation_split_percentage (a percentage, not our fraction)": lambda a, t: prep(
+        t, "--validation_split_percentage", 5
+    ),
 }
 
 
@@ -363,6 +368,11 @@ TRAIN = {
     ),
     "--init with --width that disagrees": lambda a, t: init(a, t, a.model, "--width", 16),
     "--init with --family that disagrees": lambda a, t: init(a, t, a.model, "--family", "llama"),
+    "misspelled option (--learning-rat)": lambda a, t: train(a, t, "--learning-rat", "1e-3"),
+    "--per_device_train_batch_size (ours is the global batch)": lambda a, t: train(
+        a, t, "--per_device_train_batch_size", 8
+    ),
+    "--compile maybe (a choice)": lambda a, t: train(a, t, "--compile", "maybe"),
 }
 
 
@@ -483,6 +493,11 @@ COLLECT = {
         a, t, model=a.wide, out=shutil.copy(a.train, t / "s.safetensors")
     ),
     "--out garbled": lambda a, t: collect(a, t, out=junk(t, "s.safetensors")),
+    "misspelled required option (--dta)": lambda a, t: [
+        *["collect", a.run, "--dta", a.data, "--out", t / "s.safetensors", "--device", "cpu"]
+    ],
+    "--split valid (a misspelled choice)": lambda a, t: collect(a, t, "--split", "valid"),
+    "--train-stats a run dir without stats": lambda a, t: validation(a, t, bare_run(t)),
 }
 
 
@@ -562,7 +577,15 @@ MERGE = {
     "a lone file without provenance": lambda a, t: merge(
         t, stats_with(a.train, t, without_metadata)
     ),
+    "a run dir without stats": lambda a, t: merge(t, a.train, bare_run(t)),
+    "misspelled verb (merg)": lambda a, t: ["stats", "merg", a.train, "--out", t / "m.st"],
 }
+
+
+def bare_run(t: Path) -> Path:
+    """A run dir with its model/ but no stats/ (collect has not run)."""
+    (t / "bare" / "model").mkdir(parents=True)
+    return t / "bare"
 
 
 def measure(t: Path, stats, *args, out=None, device="cpu") -> list:
@@ -637,6 +660,13 @@ MEASURE = {
     "data dir as --tokenizer": lambda a, t: measure(t, a.train, "--tokenizer", a.data),
     "stats file as --tokenizer": lambda a, t: measure(t, a.train, "--tokenizer", a.train),
     "--out is a file": lambda a, t: measure(t, a.train, out=text(t, "f", "x")),
+    "a run dir without stats": lambda a, t: measure(t, bare_run(t)),
+    "a run's stats/ dir": lambda a, t: measure(t, a.train.parent),
+    "misspelled command (mesure)": lambda a, t: ["mesure", a.train],
+    "misspelled option (--min-cont)": lambda a, t: measure(t, a.train, "--min-cont", 3),
+    "--min_count 0 (snake_case, checked as --min-count)": lambda a, t: measure(
+        t, a.train, "--min_count", 0
+    ),
 }
 
 
@@ -784,6 +814,16 @@ def analysis_copy(a: Art, t: Path, **files) -> Path:
     return path
 
 
+def run_of_first_model(a: Art, t: Path, classes: bytes) -> Path:
+    """A runs dir holding a run of the analysis' first model with these classes bytes."""
+    run = t / "runs" / "r0"
+    run.mkdir(parents=True)
+    model = str(small_table()["model"].iloc[0])
+    (run / "metrics.json").write_text(json.dumps({"model": model, "val_loss": 3.0}))
+    (run / "classes.parquet").write_bytes(classes)
+    return t / "runs"
+
+
 REPORT = {
     "dir missing": lambda a, t: ["report", t / "nope"],
     "a file": lambda a, t: ["report", a.table],
@@ -802,6 +842,16 @@ REPORT = {
     "correlations.json a list": lambda a, t: [
         "report",
         analysis_copy(a, t, correlations_json=b"[1, 2]"),
+    ],
+    "--max-tokens -1": lambda a, t: ["report", analysis_copy(a, t), "--max-tokens", -1],
+    "--neighbours -1": lambda a, t: ["report", analysis_copy(a, t), "--neighbours", -1],
+    "--runs missing": lambda a, t: ["report", analysis_copy(a, t), "--runs", t / "nope"],
+    "--runs a file": lambda a, t: ["report", analysis_copy(a, t), "--runs", a.table],
+    "garbled classes.parquet of a model's run": lambda a, t: [
+        "report",
+        analysis_copy(a, t),
+        "--runs",
+        run_of_first_model(a, t, classes=np.random.default_rng(5).bytes(512)),
     ],
     "two models, no correlations.json": lambda a, t: [
         "report",
@@ -832,6 +882,8 @@ def with_sweep_json(t: Path, content: str) -> Path:
 
 SWEEP = {
     "grid missing": lambda a, t: sweep(t, grid=t / "nope.toml"),
+    "no grid": lambda a, t: ["sweep", "--out", t / "o"],
+    "bundled grid misspelled": lambda a, t: ["sweep", "papr", "--out", t / "o"],
     "grid garbled": lambda a, t: sweep(t, grid=junk(t, "grid.toml")),
     "grid truncated": lambda a, t: sweep(t, GRID[: len(GRID) // 2]),
     "parquet as grid": lambda a, t: sweep(t, grid=a.analysis / "results.parquet"),
@@ -894,6 +946,7 @@ COUNTS = {
     "garbled stats": lambda a, t: ["data", "counts", junk(t, "train.safetensors")],
     "--top 0": lambda a, t: ["data", "counts", a.data, "--top", 0],
     "--out a file": lambda a, t: ["data", "counts", a.data, "--out", text(t, "f", "x")],
+    "a run dir without stats": lambda a, t: ["data", "counts", bare_run(t)],
 }
 
 COMMANDS = {
