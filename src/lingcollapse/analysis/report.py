@@ -155,6 +155,8 @@ def write_report(
         raise UserError(f"--runs {runs} is not a directory (give the dir holding the run dirs)")
     results = _results(directory)
     corr = _correlations(directory, results)
+    # the run dirs' data first: a bad classes table stops the report before figures/
+    extra = _interactive(directory, results, Path(runs or directory), max_tokens, neighbours)
     count = corr.get("permutations")
     figures = _figures(
         directory,
@@ -162,7 +164,6 @@ def write_report(
         corr.get("target", "val_loss"),
         count if isinstance(count, int) and count > 0 else None,
     )
-    extra = _interactive(directory, results, Path(runs or directory), max_tokens, neighbours)
     page = _page(directory, results, corr, figures, _configs(directory), extra)
     out = directory / "report.html"
     write_text(out, page)

@@ -153,7 +153,7 @@
       lines.push('<span class="k">' + escapeHTML(group.getAttribute('data-xlabel')) + ':</span> ' +
         fmt(Number(point.getAttribute('data-x'))));
     }
-    return lines.join('<br>');
+    return lines[0] + lines.slice(1).join('<br>');  // the name is a block of its own
   }
   function setupHover() {
     document.addEventListener('mouseover', function (event) {
@@ -508,7 +508,7 @@
     var modelSel = selectOf(index.map(function (m, i) { return [String(i), m.model]; }), 'lc-tok-model');
     var query = el('input', { type: 'search', id: 'lc-tok-q', placeholder: "a token, e.g. ' the' or the",
       'aria-label': 'token to search' });
-    var mode = selectOf([['substring', 'contains'], ['exact', 'is exactly'], ['prefix', 'starts with']], 'lc-tok-mode');
+    var mode = selectOf([['substring', 'contains'], ['exact', 'is (up to a leading space)'], ['prefix', 'starts with']], 'lc-tok-mode');
     var caseBox = el('input', { type: 'checkbox', id: 'lc-tok-case' });
     var controls = el('div', { 'class': 'controls lc-explorer' });
     controls.appendChild(labelled('model', modelSel));
@@ -602,7 +602,7 @@
         var td = el('td', { 'class': 'l' });
         td.appendChild(el('span', { 'class': 'tok' }, tokenText(view.data.token ? view.data.token[j] : null)));
         tr.appendChild(td);
-        tr.appendChild(el('td', {}, fmt(view.data.token_id[j])));
+        tr.appendChild(el('td', { 'data-id': view.data.token_id[j] }, fmt(view.data.token_id[j])));
         tr.appendChild(el('td', { 'data-v': values[r] }, fmt(values[r])));
         tr.appendChild(el('td', {}, fmt(view.data.count ? view.data.count[j] : null)));
         body.appendChild(tr);
@@ -637,7 +637,10 @@
       view.columns.forEach(function (c) {
         if (c === 'token') return;
         var tr = el('tr', { 'data-column': c });
-        tr.appendChild(el('td', { title: meaning(c) }, meaning(c)));
+        var name = el('td');
+        name.appendChild(el('b', {}, label(c)));
+        if (meaning(c) !== label(c)) name.appendChild(el('span', { 'class': 'muted' }, ' — ' + meaning(c)));
+        tr.appendChild(name);
         tr.appendChild(el('td', {}, fmt(view.data[c][i])));
         body.appendChild(tr);
       });
@@ -711,7 +714,14 @@
   }
 
   // ---------------------------------------------------------------- start
+  // Figures drawn by an older version name their points by <title> only.
+  function nameOldPoints() {
+    Array.prototype.forEach.call(document.querySelectorAll('svg.fig use > title'), function (t) {
+      if (!t.parentNode.hasAttribute('data-model')) t.parentNode.setAttribute('data-model', t.textContent);
+    });
+  }
   function start() {
+    nameOldPoints();
     Array.prototype.forEach.call(document.querySelectorAll('table.lc-sort'), function (t) { enhanceTable(t); });
     setupHover();
     setupCurves();
