@@ -44,7 +44,7 @@ def test_paths_are_left_to_load_grid(tmp_path):
     [
         ("papr", ["'papr' is neither", "did you mean 'paper'?", "demo, demo-quick, paper"]),
         ("demo-quik.toml", ["did you mean 'demo-quick'?"]),
-        ("xyz", ["bundled grids are demo, demo-quick, paper, pythia"]),
+        ("xyz", ["the bundled grids are demo, demo-quick, paper, pythia;"]),
     ],
 )
 def test_a_near_miss_names_the_bundled_grids(name, words):

@@ -14,11 +14,10 @@ bare name (``paper`` or ``paper.toml``) is a bundled grid; a near miss is a
 
 from __future__ import annotations
 
-import difflib
 from importlib import resources
 from pathlib import Path
 
-from lingcollapse.errors import UserError
+from lingcollapse.errors import UserError, did_you_mean
 
 
 def folder() -> Path:
@@ -36,11 +35,9 @@ def path(name: str) -> Path:
     stem = name.removesuffix(".toml")
     found = folder() / f"{stem}.toml"
     if stem not in names():
-        close = difflib.get_close_matches(stem, names(), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
         raise UserError(
-            f"{name!r} is neither a grid file nor a bundled grid: {hint}the bundled grids "
-            f"are {', '.join(names())} (or give the path of a .toml file)"
+            f"{name!r} is neither a grid file nor a bundled grid (the bundled grids are "
+            f"{', '.join(names())}; or give a .toml file's path){did_you_mean(stem, names())}"
         )
     return found
 
