@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lingcollapse.collect.run import CollectConfig, collect
+from lingcollapse.progress import add_log_every
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,6 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="allow model code from the hub (never on by default)",
     )
     p.set_defaults(func=run)
+    add_log_every(p)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from lingcollapse.io import to_json
+from lingcollapse.progress import add_log_every
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -91,6 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--overwrite", action="store_true", help="replace an existing data dir")
     m.add_argument("--json", action="store_true", help="print meta.json and timings as JSON")
     m.set_defaults(func=prepare)
+    add_log_every(m)
     c = verbs.add_parser(
         "counts",
         help="samples per class of a train split (Appendix A, Figure 4)",

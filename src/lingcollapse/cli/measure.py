@@ -15,6 +15,7 @@ from lingcollapse.io import to_json
 from lingcollapse.metrics import conventions
 from lingcollapse.metrics.job import MeasureConfig, measure_files
 from lingcollapse.metrics.report import metrics_table
+from lingcollapse.progress import add_log_every
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(func=run)
+    add_log_every(p)
 
 
 def run(args: argparse.Namespace) -> int:

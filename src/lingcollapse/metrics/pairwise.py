@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lingcollapse.progress import progress
+
 # Pairs with ‖ẑ_i − ẑ_j‖² below this are recomputed from vector differences. With
 # float64's unit roundoff u ≈ 1.1e-16 the expansion's error is ≲ d·u relative to the
 # norms, so above NEAR the relative error stays ≲ d·u/NEAR ≈ 1e-10 even for d = 1024.
@@ -204,13 +206,17 @@ def pairwise_metrics(
     norm = torch.linalg.vector_norm(z, dim=1)  # (C,), with no (C, d) temporary
     norm2, inv = norm.square(), 1.0 / norm
     acc = _Accumulators(c, z.device, cdnv_power, control)
-    for i0 in range(0, c, tile):
-        i = slice(i0, min(i0 + tile, c))
-        for j0 in range(i0, c, tile):
-            j = slice(j0, min(j0 + tile, c))
-            tiles = work.views(i.stop - i.start, j.stop - j.start)
-            torch.mm(z[i], z[j].T, out=tiles[0])  # (a, b) ⟨z_i, z_j⟩
-            _tile(acc, work, i, j, tiles, z, norm2, inv, sigma2)
+    starts = range(0, c, tile)
+    n_tiles = len(starts) * (len(starts) + 1) // 2
+    with progress(total=n_tiles, desc="pairs", unit="tile", leave=False) as bar:
+        for i0 in starts:
+            i = slice(i0, min(i0 + tile, c))
+            for j0 in range(i0, c, tile):
+                j = slice(j0, min(j0 + tile, c))
+                tiles = work.views(i.stop - i.start, j.stop - j.start)
+                torch.mm(z[i], z[j].T, out=tiles[0])  # (a, b) ⟨z_i, z_j⟩
+                _tile(acc, work, i, j, tiles, z, norm2, inv, sigma2)
+                bar.update(1)
     return acc.result()
 
 
