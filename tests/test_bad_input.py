@@ -354,6 +354,15 @@ TRAIN = {
     ),
     "--max-grad-norm -1": lambda a, t: train(a, t, "--max-grad-norm", -1),
     "--warmup-steps -1": lambda a, t: train(a, t, "--warmup-steps", -1),
+    "--logging-steps 0": lambda a, t: train(a, t, "--logging-steps", 0),
+    "--logging-steps 1.5": lambda a, t: train(a, t, "--logging-steps", 1.5),
+    "--logging-steps nan": lambda a, t: train(a, t, "--logging-steps", "nan"),
+    "--eval-steps -1": lambda a, t: train(a, t, "--eval-steps", -1),
+    "--eval-steps not a number": lambda a, t: train(a, t, "--eval-steps", "often"),
+    "--report-to misspelt": lambda a, t: train(a, t, "--report-to", "tensorbord"),
+    "--report-to none and a backend": lambda a, t: train(a, t, "--report-to", "none,wandb"),
+    "--log-every -1": lambda a, t: train(a, t, "--log-every", -1),
+    "--log-every not a number": lambda a, t: train(a, t, "--log-every", "hourly"),
     "--save-epochs 0": lambda a, t: train(a, t, "--save-epochs", 0),
     "--save-epochs past the last epoch": lambda a, t: train(
         a, t, "--epochs", 2, "--save-epochs", "1,3"

@@ -7,6 +7,8 @@ import os
 
 from lingcollapse.io import to_json
 from lingcollapse.models.ids import DEFAULT_SEED
+from lingcollapse.progress import add_log_every
+from lingcollapse.train.config import DEFAULT_LOGGING_STEPS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -93,7 +95,44 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="torch.compile the model and loss (auto: on CUDA)",
     )
+    p.add_argument(
+        "--report-to",
+        action="append",
+        metavar="BACKENDS",
+        help="also send the log's values to none (default) | tensorboard (RUN/tb/) | wandb | "
+        "mlflow | all (every one installed): comma-separated or repeated; each needs its "
+        "extra, e.g. pip install 'lingcollapse[tensorboard]'",
+    )
+    p.add_argument(
+        "--logging-steps",
+        type=_steps,
+        default=DEFAULT_LOGGING_STEPS,
+        metavar="N",
+        help=f"log loss (mean since the last log), lr, gradient norm and tokens/s every N "
+        f"steps (default {DEFAULT_LOGGING_STEPS}; below 1: that share of all steps, as "
+        "the Trainer takes it)",
+    )
+    p.add_argument(
+        "--eval-steps",
+        type=_steps,
+        metavar="N",
+        help="also evaluate every N steps (default: only at each epoch's end; below 1: "
+        "that share of all steps)",
+    )
     p.set_defaults(func=run)
+    add_log_every(p)
+
+
+def _steps(value: str) -> int | float:
+    """``--logging-steps`` / ``--eval-steps``: a whole number, or a share below 1
+    (checked with the rest of the config)."""
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of steps, not {value!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -192,8 +192,21 @@ def measure_model(grid: Grid, model: Model, out: Path) -> Path:
         outcome = measure_files(measure_config(grid, model, out, inputs[0]))
         for warning in outcome.warnings:
             log.warning("warning: %s%s: %s", model.name, tag, warning)
+        if not tag:
+            report_measured(grid, model, out, outcome.metrics)
         faults.point("stage:measure")
     return path
+
+
+def report_measured(grid: Grid, model: Model, out: Path, metrics: dict) -> None:
+    """A trained model's NC metrics to its run's ``report_to`` backends (``[train]
+    options``), at the step that ends the epoch it was measured after."""
+    from lingcollapse.train.tracking import parse_report_to, report_measured
+
+    backends = parse_report_to(grid.train_options.get("report_to"))
+    if model.run is not None and backends:
+        run = out / "runs" / model.run.name
+        report_measured(backends, run, model.run.name, model.epoch, metrics)
 
 
 def layer_tags(stats: Path) -> list[str]:
@@ -230,14 +243,26 @@ def record(grid: Grid, out: Path) -> None:
     """Write the grid beside the runs; refuse a dir that holds another sweep's runs."""
     path = out / "sweep.json"
     if path.is_file():
-        previous = read_json(path, "delete it (it only records the grid) and run again")
-        if previous != grid.source:
-            keys = sorted(
-                k for k in set(previous) | set(grid.source) if previous.get(k) != grid.source.get(k)
-            )
+        previous = _recipe(read_json(path, "delete it (it only records the grid) and run again"))
+        if previous != _recipe(grid.source):
+            now = _recipe(grid.source)
+            keys = sorted(k for k in set(previous) | set(now) if previous.get(k) != now.get(k))
             raise UserError(
                 f"{out} holds another sweep's runs, made with other settings "
                 f"(differing: {', '.join(keys)}); use another --out"
             )
         return
     write_json(path, grid.source)
+
+
+def _recipe(source):
+    """A recorded grid less what only decides reporting (``[train] options`` such as
+    ``report_to``): those may change between a sweep and its continuation."""
+    from lingcollapse.train.config import REPORTING
+
+    train = source.get("train") if isinstance(source, dict) else None
+    options = train.get("options") if isinstance(train, dict) else None
+    if not isinstance(options, dict):
+        return source
+    kept = {k: v for k, v in options.items() if k not in REPORTING}
+    return {**source, "train": {**train, "options": kept}}

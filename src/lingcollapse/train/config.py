@@ -9,15 +9,22 @@ that disagrees with it is an error.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from lingcollapse.errors import UserError
 from lingcollapse.models import ids, registry
 from lingcollapse.models.gpt_neo import TABLE3_BATCH, check_size
+from lingcollapse.train.tracking import parse_report_to
 
 # What may differ between a run and its resumption: paths move, and the device,
-# kernels and world size change only the rounding.
-RUNTIME = ("data", "out", "init", "checkpoint_every", "device", "attention", "compile")
+# kernels and world size change only the rounding. What is logged, how often and
+# where is no part of the recipe either.
+REPORTING = ("report_to", "logging_steps", "eval_steps")
+RUNTIME = (
+    "data", "out", "init", "checkpoint_every", "device", "attention", "compile", *REPORTING
+)  # fmt: skip
+DEFAULT_LOGGING_STEPS = 50  # the Trainer's is 500: too few points for a short run's curve
 # The recipe's version. Runs that predate the field decayed every parameter and never
 # clipped: they cannot be resumed under the Trainer's recipe.
 RECIPE = "hf-trainer"
@@ -48,6 +55,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: the rank's GPU)
     attention: str = "sdpa"  # sdpa (fused, same function) | eager (Hugging Face's own)
     compile: str = "auto"  # torch.compile: auto (on CUDA) | on | off
+    report_to: str | list[str] | None = None  # none | tensorboard, wandb, mlflow (several)
+    logging_steps: int | float = DEFAULT_LOGGING_STEPS  # < 1: that share of the steps
+    eval_steps: int | float | None = None  # also evaluate every N steps (None: epoch ends)
 
     def __post_init__(self) -> None:
         if self.init is not None:
@@ -73,6 +83,17 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name} must be one of {', '.join(allowed)}")
         self.save_epochs = parse_epochs(self.save_epochs, self.epochs)
+        self.report_to = parse_report_to(self.report_to)
+        for name in ("logging_steps", "eval_steps"):
+            check_interval(name, getattr(self, name), optional=name == "eval_steps")
+
+    def every(self, name: str, total: int) -> int | None:
+        """``logging_steps`` or ``eval_steps`` in steps of a run of ``total`` steps (the
+        Trainer's reading: a value below 1 is that share of them, rounded up)."""
+        value = getattr(self, name)
+        if value is None:
+            return None
+        return max(1, math.ceil(value * total)) if value < 1 else int(value)
 
     def _take_architecture_from_init(self) -> None:
         """Width, depth and family of the ``init`` model; an explicit flag must agree."""
@@ -105,6 +126,20 @@ class TrainConfig:
         args = (self.depth, self.width, self.epochs, self.weight_decay, self.seed)
         run = ids.run_name(*args, family=self.family, corpus=corpus)
         return run, ids.model_id(*args, self.epochs, family=self.family)
+
+
+def check_interval(name: str, value, optional: bool = False) -> None:
+    """``--logging-steps`` / ``--eval-steps``: a whole number of steps ≥ 1, or a share
+    of the run's steps in (0, 1), as ``TrainingArguments`` takes them."""
+    if value is None and optional:
+        return
+    flag = "--" + name.replace("_", "-")
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not (0 < value < 1 or (value >= 1 and float(value).is_integer())):
+        raise UserError(
+            f"{flag} must be a whole number of steps ≥ 1 or a share of the run's steps "
+            f"in (0, 1), not {value!r}"
+        )
 
 
 def init_config(source: str):

@@ -13,11 +13,19 @@ the run's identity), ``log.jsonl`` and ``eval.json`` (token-weighted validation 
 accuracy); with ``save_epochs``, ``epoch-E/`` keeps the model after epoch E, a model dir
 with its own ``eval.json``.
 
+``log.jsonl`` has a row every ``logging_steps`` (the mean loss of the steps since the
+row before, the learning rate, the gradient norm before clipping, tokens/s) and one per
+evaluation (at each epoch's end and every ``eval_steps``), each with its ``step`` and
+its ``epoch`` as a fraction (step / steps per epoch, as the Trainer logs it: the
+evaluation at the end of epoch 1 is at epoch 1.0); the same values go to the
+``report_to`` backends (:mod:`.tracking`).
+
 Speed without changing the function: GPT-Neo's attention runs through SDPA
 (:mod:`lingcollapse.models.attention`), the LM head and the float32 cross-entropy sit in
-one module that ``torch.compile`` fuses on CUDA, AdamW is fused, and the loss is read
-back only every few steps. Under ``torchrun`` (or ``accelerate launch``) each rank
-trains on its share of every batch with DDP; the gradient is the single-process one.
+one module that ``torch.compile`` fuses on CUDA, AdamW is fused, and the loss and the
+gradient norm are read back only at logging steps. Under ``torchrun`` (or ``accelerate
+launch``) each rank trains on its share of every batch with DDP; the gradient is the
+single-process one.
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ from lingcollapse.models import ids, registry
 from lingcollapse.models.attention import use_sdpa
 from lingcollapse.models.saved import write_model_dir
 from lingcollapse.progress import progress
-from lingcollapse.train import checkpoint, optim
+from lingcollapse.train import checkpoint, optim, tracking
 from lingcollapse.train.config import TrainConfig, check_fields, init_config
 
 log = logging.getLogger(__name__)
@@ -86,6 +94,10 @@ class _Run:
     @property
     def corpus(self) -> str:
         return ids.corpus_label(self.meta.get("source"))
+
+    @property
+    def name(self) -> str:
+        return self.cfg.names(self.corpus)[0]
 
     def recorded(self) -> dict:
         """What must match to resume (the init's weights too, when there is one)."""
@@ -255,53 +267,116 @@ def _train(job: _Run, tokens, val_tokens) -> dict:
     total = steps_per_epoch * cfg.epochs
     optimizer = optim.adamw(model, cfg.lr, cfg.weight_decay)
     schedule = optim.linear_schedule(optimizer, cfg.warmup_steps, total)
-    step = _resume(job, model, optimizer, schedule)
+    step, window = _resume(job, model, optimizer, schedule)
     if dist.rank == 0:
-        _write_config(job, model, seq_len)
-    per_step = cfg.batch_size * seq_len  # tokens; the bar shows tokens/s and the ETA
-    bar = progress(
-        total=total * per_step,
-        initial=step * per_step,
-        desc=f"train {cfg.names(job.corpus)[0]}",
-        unit="tok",
-        unit_scale=True,
-        disable=dist.rank != 0,
-    )
-    evaluation = None
-    with bar:
-        while step < total:
-            epoch, index = divmod(step, steps_per_epoch)
-            rows = epoch_order(cfg.seed, epoch, tokens.shape[0])
-            batch = np.sort(rows[index * cfg.batch_size : (index + 1) * cfg.batch_size])
-            loss = _step(net, model, optimizer, schedule, tokens, batch, cfg.max_grad_norm, dist)
-            step += 1
-            bar.update(len(batch) * seq_len)
-            if step % _REPORT_EVERY == 0 or step == total or step % steps_per_epoch == 0:
-                value = _global_mean(loss, len(batch) * (seq_len - 1), dist)
-                bar.set_postfix_str(f"loss {value:.3f}  step {step}/{total}", refresh=False)
-                if step % 50 == 0 or step == total:
-                    lr = schedule.get_last_lr()[0]
-                    _log(run, dist, {"step": step, "epoch": epoch, "loss": value, "lr": lr})
-            if step % steps_per_epoch == 0:
-                evaluation = _end_of_epoch(job, model, net, val_tokens, step, steps_per_epoch)
-            if dist.rank == 0 and (step % cfg.checkpoint_every == 0 or step % steps_per_epoch == 0):
-                checkpoint.save(
-                    run / "checkpoint", step, model, optimizer, schedule, job.recorded()
-                )
-    return _finish(job, model, net, val_tokens, evaluation)
+        _write_config(job, model, seq_len, steps_per_epoch)
+    reporters = tracking.Reporters(cfg.report_to if dist.rank == 0 else [], run, job.name, step)
+    try:
+        reporters.config(_reported_config(job, model, seq_len, steps_per_epoch))
+        loop = _Loop(job, model, net, optimizer, schedule, steps_per_epoch, reporters)
+        evaluation = loop.run(step, tokens, val_tokens, tracking.Meter(dist.device, window))
+        result = _finish(job, model, net, val_tokens, evaluation, loop.total)
+    except BaseException:
+        reporters.finish(failed=True)
+        raise
+    reporters.finish()
+    return result
 
 
-def _end_of_epoch(job: _Run, model, net, val_tokens, step: int, steps_per_epoch: int) -> dict:
-    """Evaluate; keep the model as ``epoch-E/`` when asked. Before the training
-    checkpoint: a run killed between the two redoes the epoch's end and writes the
-    same dir again."""
-    epoch = step // steps_per_epoch
-    evaluation = evaluate(net, val_tokens, job.cfg.batch_size, job.dist)
-    _log(job.dir, job.dist, {"step": step, "epoch": epoch, **evaluation})
-    if epoch in job.cfg.save_epochs and job.dist.rank == 0:
-        identity = job.identity(epoch, model.num_parameters())
-        write_model_dir(job.dir / f"epoch-{epoch}", model, _tokenizer(job), evaluation, identity)
-    return evaluation
+@dataclass
+class _Loop:
+    """The training loop's parts, and what it does at a step's end: log (every
+    ``logging_steps``), evaluate (at epoch ends and every ``eval_steps``), checkpoint."""
+
+    job: _Run
+    model: torch.nn.Module
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: object
+    steps_per_epoch: int
+    reporters: tracking.Reporters
+
+    @property
+    def total(self) -> int:
+        return self.steps_per_epoch * self.job.cfg.epochs
+
+    def run(self, step: int, tokens, val_tokens, meter: tracking.Meter) -> dict | None:
+        """Train from ``step`` to the end; returns the last epoch's evaluation (``None``
+        when the run resumed after it)."""
+        cfg, dist, total = self.job.cfg, self.job.dist, self.total
+        seq_len = tokens.shape[1]
+        logging_steps = cfg.every("logging_steps", total)
+        eval_steps = cfg.every("eval_steps", total)
+        per_step = cfg.batch_size * seq_len  # tokens; the bar shows tokens/s and the ETA
+        bar = progress(
+            total=total * per_step,
+            initial=step * per_step,
+            desc=f"train {self.job.name}",
+            unit="tok",
+            unit_scale=True,
+            disable=dist.rank != 0,
+        )
+        evaluation = None
+        with bar:
+            while step < total:
+                epoch, index = divmod(step, self.steps_per_epoch)
+                rows = epoch_order(cfg.seed, epoch, tokens.shape[0])
+                batch = np.sort(rows[index * cfg.batch_size : (index + 1) * cfg.batch_size])
+                logs = (step + 1) % logging_steps == 0 or step + 1 == total
+                loss, norm = _step(self.net, self.model, self.optimizer, self.schedule, tokens,
+                                   batch, cfg.max_grad_norm, dist, norm=logs)  # fmt: skip
+                step += 1
+                meter.add(loss / (len(batch) * (seq_len - 1)), len(batch) * seq_len)
+                bar.update(len(batch) * seq_len)
+                if logs:
+                    row = self._log_training(step, meter, norm)
+                    bar.set_postfix_str(f"loss {row['loss']:.3f}  step {step}/{total}")
+                ends_epoch = step % self.steps_per_epoch == 0
+                if ends_epoch or (eval_steps and step % eval_steps == 0):
+                    with meter.paused():
+                        found = self._evaluate(step, val_tokens, ends_epoch)
+                    evaluation = found if ends_epoch else evaluation
+                if step % cfg.checkpoint_every == 0 or ends_epoch:
+                    with meter.paused():
+                        self._checkpoint(step, meter)
+        return evaluation
+
+    def _log_training(self, step: int, meter: tracking.Meter, norm) -> dict:
+        """A training row: the window's mean loss and throughput, the learning rate and
+        gradient norm after this step, the epoch as a fraction (every rank calls it)."""
+        row = {"step": step, "epoch": step / self.steps_per_epoch, **meter.read(self.job.dist)}
+        row["lr"] = self.schedule.get_last_lr()[0]
+        if norm is not None:
+            row["grad_norm"] = float(norm)
+        self._log(row)
+        return row
+
+    def _evaluate(self, step: int, val_tokens, ends_epoch: bool) -> dict:
+        """Evaluate; at an epoch's end, keep the model as ``epoch-E/`` when asked. Before
+        the training checkpoint: a run killed between the two redoes the epoch's end and
+        writes the same dir again."""
+        job, model = self.job, self.model
+        evaluation = evaluate(self.net, val_tokens, job.cfg.batch_size, job.dist)
+        self._log({"step": step, "epoch": step / self.steps_per_epoch, **evaluation})
+        epoch = step // self.steps_per_epoch  # names the epoch dir
+        if ends_epoch and epoch in job.cfg.save_epochs and job.dist.rank == 0:
+            identity = job.identity(epoch, model.num_parameters())
+            where = job.dir / f"epoch-{epoch}"
+            write_model_dir(where, model, _tokenizer(job), evaluation, identity)
+        return evaluation
+
+    def _checkpoint(self, step: int, meter: tracking.Meter) -> None:
+        window = meter.state(self.job.dist)  # every rank: the ranks' sums meet on rank 0
+        if self.job.dist.rank == 0:
+            checkpoint.save(
+                self.job.dir / "checkpoint", step, self.model, self.optimizer, self.schedule,
+                self.job.recorded(), extra={"log_window": window},
+            )  # fmt: skip
+
+    def _log(self, row: dict) -> None:
+        """Into ``log.jsonl`` and to the ``--report-to`` backends (rank 0)."""
+        _log(self.job.dir, self.job.dist, row)
+        self.reporters.log(tracking.scalars(row), row["step"])
 
 
 def _tokenizer(job: _Run) -> Path | None:
@@ -309,7 +384,7 @@ def _tokenizer(job: _Run) -> Path | None:
     return path if path.is_dir() else None
 
 
-def _write_config(job: _Run, model, seq_len: int) -> None:
+def _write_config(job: _Run, model, seq_len: int, steps_per_epoch: int) -> None:
     """``config.json``: the resolved config, the recipe in force, and the run's names."""
     run_name, final = job.cfg.names(job.corpus)
     write_json(
@@ -322,6 +397,7 @@ def _write_config(job: _Run, model, seq_len: int) -> None:
             "n_params": model.num_parameters(),
             "vocab_size": int(job.meta["vocab_size"]),
             "seq_len": seq_len,
+            "steps_per_epoch": steps_per_epoch,
             "world_size": job.dist.world,
             "optimizer": {
                 "name": "adamw_torch_fused",
@@ -334,7 +410,18 @@ def _write_config(job: _Run, model, seq_len: int) -> None:
     )
 
 
-_REPORT_EVERY = 10  # steps between reading the loss back (a device sync)
+def _reported_config(job: _Run, model, seq_len: int, steps_per_epoch: int) -> dict:
+    """What the backends record of the run: what decides its weights and its names
+    (the same when it resumes, whatever else changed)."""
+    run_name, final = job.cfg.names(job.corpus)
+    return {
+        **job.recorded(),
+        "run": run_name,
+        "model": final,
+        "n_params": model.num_parameters(),
+        "seq_len": seq_len,
+        "steps_per_epoch": steps_per_epoch,
+    }
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -349,10 +436,14 @@ def _rows(tokens, rows: np.ndarray, device) -> torch.Tensor:
 
 
 def _step(
-    net, model, optimizer, schedule, tokens, batch: np.ndarray, max_grad_norm: float, dist
-) -> torch.Tensor:
+    net, model, optimizer, schedule, tokens, batch: np.ndarray, max_grad_norm: float, dist,
+    norm: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
     """One AdamW step on the mean loss over every (context, next token) of ``batch``,
     its global gradient norm clipped first (the Trainer's order: clip, step, schedule).
+    Returns this rank's summed loss and the global gradient norm before clipping (a
+    device tensor, not read back here: no sync), which clipping computes anyway; without
+    clipping it is computed only when ``norm`` asks for it (a logging step).
 
     Each rank takes rows ``rank::world`` and scales its summed loss by
     world / (global token count); DDP's gradient average then gives exactly the
@@ -368,19 +459,14 @@ def _step(
         loss_sum, _ = net(ids)
     count = len(batch) * (ids.shape[1] - 1)
     (loss_sum * (weight * dist.world / count)).backward()
-    optim.clip_gradients(model, max_grad_norm)  # DDP has all-reduced: the global norm
+    total_norm = optim.clip_gradients(model, max_grad_norm)  # DDP has all-reduced: global
+    if total_norm is None and norm:
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        total_norm = torch.nn.utils.get_total_norm(grads)
     optimizer.step()
     schedule.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss_sum.detach() * weight
-
-
-def _global_mean(loss_sum: torch.Tensor, count: int, dist) -> float:
-    """The batch's mean loss over all ranks (every rank must call this together)."""
-    if dist.world > 1:
-        loss_sum = loss_sum.clone()
-        torch.distributed.all_reduce(loss_sum)
-    return float(loss_sum) / count
+    return loss_sum.detach() * weight, total_norm
 
 
 @torch.no_grad()
@@ -407,16 +493,17 @@ def evaluate(net, tokens, batch_size: int, dist) -> dict:
     }
 
 
-def _finish(job: _Run, model, net, val_tokens, evaluation: dict | None) -> dict:
+def _finish(job: _Run, model, net, val_tokens, evaluation: dict | None, total: int) -> dict:
     """Write ``model/`` and ``eval.json`` (last: its presence marks a finished run).
-    ``evaluation`` is the last epoch's, unless a resumed run has not made it yet."""
+    ``evaluation`` is the last epoch's, unless a resumed run has not made it yet; the
+    log's last row repeats it (``final``), at the last of the ``total`` steps."""
     cfg, run, dist = job.cfg, job.dir, job.dist
     result = evaluation or evaluate(net, val_tokens, cfg.batch_size, dist)
     if dist.rank:
         return result
     identity = job.identity(cfg.epochs, model.num_parameters())
     write_model_dir(run / "model", model, _tokenizer(job), result, identity)
-    _log(run, dist, {"final": True, **result})
+    _log(run, dist, {"step": total, "epoch": float(cfg.epochs), "final": True, **result})
     write_json(run / "eval.json", result)
     shutil.rmtree(run / "checkpoint", ignore_errors=True)
     return result
@@ -430,20 +517,24 @@ def _log(run: Path, dist, record: dict) -> None:
         f.write(to_json({"time": round(time.time(), 3), **record}) + "\n")
 
 
-def _resume(job: _Run, model, optimizer, schedule) -> int:
+def _resume(job: _Run, model, optimizer, schedule) -> tuple[int, dict | None]:
+    """The step to start from, and the loss window open at that checkpoint."""
     run = job.dir
     found = checkpoint.latest(run / "checkpoint")
     if found is None:
         if (run / "config.json").is_file():
             _check_config(run / "config.json", job.recorded())
-        return 0
+        return 0, None
     path, state = found
     check_fields(state["config"], job.recorded(), run)
     step = checkpoint.restore(path, state, model, optimizer, schedule)
     log.info("resuming %s at step %d", run, step)
     if job.dist.rank == 0:
         _trim_log(run / "log.jsonl", step)
-    return step
+    window = state.get("extra", {}).get("log_window")
+    if window and job.dist.rank:  # the window's loss is whole on rank 0
+        window = {**window, "loss": 0.0}
+    return step, window
 
 
 def _trim_log(path: Path, step: int) -> None:
@@ -458,11 +549,13 @@ def _trim_log(path: Path, step: int) -> None:
 
 
 def _record_step(line: str) -> float:
-    """A log line's step; a line torn by the kill counts as after every checkpoint."""
+    """A log line's step; the final row (written again when the run finishes) and a line
+    torn by the kill count as after every checkpoint."""
     try:
-        return json.loads(line).get("step", 0)
+        record = json.loads(line)
     except ValueError:
         return math.inf
+    return math.inf if record.get("final") else record.get("step", 0)
 
 
 def _check_config(path: Path, now: dict) -> None:
