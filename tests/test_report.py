@@ -163,7 +163,7 @@ def swept_dir(tmp_path, capsys, models: int = 3):
             {"step": 50, "epoch": 0, "loss": 4.0 - i, "lr": 1e-3},  # the older format
             {"step": 100, "epoch": 1, "val_loss": 3.5 - i, "val_acc": 0.3},
             "{cut off",
-            {"final": True, "val_loss": 3.5 - i},
+            {"step": 100, "epoch": 1.0, "final": True, "val_loss": 3.5 - i},  # the run's end
         ]
         lines = [r if isinstance(r, str) else json.dumps(r) for r in log]
         (run / "log.jsonl").write_text("\n".join(lines) + "\n")
@@ -310,3 +310,153 @@ def test_cli_defaults_match_the_library():
     from lingcollapse.cli import report
 
     assert (report.MAX_TOKENS, report.NEIGHBOURS) == (explore.MAX_TOKENS, explore.NEIGHBOURS)
+
+
+# ---------------------------------------------------------------- histograms, layers, logs
+
+
+def _hist_reference(values: pd.Series, bins: int = 40):
+    finite = values.to_numpy(np.float64)
+    finite = finite[np.isfinite(finite)]
+    counts, edges = np.histogram(finite, bins=bins)
+    positive = finite[finite > 0]
+    log = None
+    if positive.size and positive.max() > positive.min():
+        log = np.histogram(positive, bins=np.geomspace(positive.min(), positive.max(), bins + 1))
+    return counts, edges, log, int(finite.size - positive.size)
+
+
+def _check_histograms(view: dict, classes: pd.DataFrame) -> None:
+    """The embedded histograms equal numpy.histogram over every class of the table."""
+    from lingcollapse.analysis.explore import HIST_COLUMNS
+
+    assert list(view["hist"]) == [c for c in HIST_COLUMNS if c in classes.columns]
+    for column, hist in view["hist"].items():
+        counts, edges, log, nonpositive = _hist_reference(classes[column])
+        assert hist["counts"] == counts.tolist() and len(hist["counts"]) == 40
+        np.testing.assert_allclose(hist["edges"], edges, rtol=1e-12)
+        assert sum(hist["counts"]) + hist["missing"] == len(classes)
+        if log is None:
+            assert "log_counts" not in hist
+        else:
+            assert hist["log_counts"] == log[0].tolist() and hist["nonpositive"] == nonpositive
+            np.testing.assert_allclose(hist["log_edges"], log[1], rtol=1e-12)
+
+
+def test_histograms_cover_every_class_not_only_the_embedded(tmp_path, capsys):
+    root, _ = swept_dir(tmp_path, capsys)
+    classes = pd.read_parquet(root / "runs" / "run0" / "classes.parquet")
+    classes.loc[3, "agreement_rate"] = np.nan  # a class without validation samples
+    classes.to_parquet(root / "runs" / "run0" / "classes.parquet")
+    assert main(["report", str(root), "--max-tokens", "5"]) == 0
+    page = (root / "report.html").read_text()
+    for i, entry in enumerate(embedded(page, "lc-token-index")):
+        view = embedded(page, entry["id"])
+        classes = pd.read_parquet(root / "runs" / f"run{i}" / "classes.parquet")
+        assert len(view["data"]["token_id"]) == 5 < len(classes) == view["total"]
+        _check_histograms(view, classes)
+        assert view["hist"]["count"]["nonpositive"] == 0
+        assert view["hist"]["log_norm"]["nonpositive"] == (classes["log_norm"] <= 0).sum() > 0
+    first = embedded(page, "lc-tokens-0")["hist"]
+    assert first["agreement_rate"]["missing"] == 1 and first["count"]["missing"] == 0
+    assert "Histograms</b> of a column are over <i>all</i> the model's classes" in page
+    assert "<b>Layers</b>" not in page  # no run was measured layer-wise
+
+
+def test_histograms_of_a_constant_or_empty_column():
+    from lingcollapse.analysis.explore import histograms
+
+    classes = pd.DataFrame({"count": [5, 5, 5], "sigma2": [np.nan] * 3, "dot": [0.0, 1.0, 2.0]})
+    hists = histograms(classes, bins=4)
+    assert "sigma2" not in hists  # no value to draw
+    assert hists["count"]["counts"].tolist() == [0, 0, 3, 0] and "log_counts" not in hists["count"]
+    assert hists["dot"]["log_counts"].sum() == 2 and hists["dot"]["nonpositive"] == 1
+
+
+def add_layer(run, layer: int, seed: int) -> pd.DataFrame:
+    """An inner layer of a swept_dir run: its classes table (other values, same classes)
+    and its train stats (same counts, other means), as `measure` writes them."""
+    import torch
+    from safetensors.numpy import load_file
+    from safetensors.torch import save_file
+
+    rng = np.random.default_rng(seed)
+    classes = pd.read_parquet(run / "classes.parquet")
+    for column in ("sigma2", "log_norm", "cdnv_mean", "agreement_rate"):
+        classes[column] = rng.permutation(classes[column].to_numpy()) * (1 + layer)
+    classes.to_parquet(run / f"classes.layer{layer:02d}.parquet")
+    counts = load_file(str(run / "stats" / "train.safetensors"))["counts"]
+    means = rng.normal(size=(len(counts), D))
+    tensors = {"counts": torch.tensor(counts), "means": torch.tensor(means)}
+    save_file(tensors, str(run / "stats" / f"train.layer{layer:02d}.safetensors"))
+    return classes
+
+
+def _script_chars(page: str, element_id: str) -> int:
+    tag = f"<script type='application/json' id='{element_id}'>"
+    start = page.index(tag)
+    return page.index("</script>", start) + len("</script>") - start
+
+
+def test_the_explorer_offers_each_measured_layer(tmp_path, capsys, monkeypatch):
+    """Inner layers carry their own rows, neighbours and histograms while the budget of
+    characters allows; from the first that would pass it, histograms only."""
+    from safetensors.numpy import load_file
+
+    from lingcollapse.analysis import report
+
+    root, _ = swept_dir(tmp_path, capsys)
+    run = root / "runs" / "run0"
+    inner = {layer: add_layer(run, layer, seed=layer) for layer in (0, 1)}
+    assert main(["report", str(root), "--max-tokens", "8", "--neighbours", "3"]) == 0
+    page = (root / "report.html").read_text()
+    index = embedded(page, "lc-token-index")
+    assert index[0]["layers"] == [
+        {"layer": 0, "id": "lc-tokens-0-l0", "full": True},
+        {"layer": 1, "id": "lc-tokens-0-l1", "full": True},
+        {"layer": None, "id": "lc-tokens-0", "full": True},  # the last, the default
+    ]
+    assert index[1]["layers"] == [{"layer": None, "id": "lc-tokens-1", "full": True}]
+    assert embedded(page, "lc-tokens-0")["layer"] is None
+    for layer, classes in inner.items():
+        view = embedded(page, f"lc-tokens-0-l{layer}")
+        assert view["layer"] == layer and view["run"] == "runs/run0"
+        top = classes.sort_values(["count", "token_id"], ascending=[False, True]).head(8)
+        assert view["data"]["token_id"] == top["token_id"].tolist()
+        np.testing.assert_allclose(view["data"]["sigma2"], top["sigma2"], rtol=1e-5)
+        _check_histograms(view, classes)
+        mu = load_file(str(run / "stats" / f"train.layer{layer:02d}.safetensors"))["means"]
+        mu = mu[top["token_id"].to_numpy()]
+        dist = np.sqrt(((mu - mu[0]) ** 2).sum(axis=1))
+        dist[0] = np.inf
+        assert view["nearest"][0] == np.argsort(dist, kind="stable")[:3].tolist()
+    assert "<b>Layers</b>" in page and "histograms only" in page
+    # a budget that holds layer 0's data but not layer 1's: layer 1 gets histograms only
+    monkeypatch.setattr(report, "INNER_LAYER_CHARS", _script_chars(page, "lc-tokens-0-l0") + 10)
+    assert main(["report", str(root), "--max-tokens", "8", "--neighbours", "3"]) == 0
+    page = (root / "report.html").read_text()
+    assert [entry["full"] for entry in embedded(page, "lc-token-index")[0]["layers"]] == [
+        True, False, True,
+    ]  # fmt: skip
+    only = embedded(page, "lc-tokens-0-l1")
+    assert only["histOnly"] and "data" not in only and "nearest" not in only
+    assert only["total"] == len(inner[1]) and only["layer"] == 1
+    _check_histograms(only, inner[1])
+
+
+def test_read_log_skips_the_final_row(tmp_path):
+    """train/loop.py ends a log with a row repeating the last evaluation ("final"):
+    it is not a second point."""
+    from lingcollapse.analysis.explore import read_log
+
+    rows = [
+        {"time": 1.0, "step": 50, "epoch": 0.5, "loss": 4.0, "lr": 1e-3, "grad_norm": 1.0},
+        {"time": 2.0, "step": 100, "epoch": 1.0, "loss": 3.8, "lr": 5e-4},
+        {"time": 2.5, "step": 100, "epoch": 1.0, "val_loss": 3.6, "val_acc": 0.2},
+        {"time": 3.0, "step": 100, "epoch": 1.0, "final": True, "val_loss": 3.6, "loss": 3.8},
+    ]
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    train, evaluation = read_log(log)
+    assert train == [(50.0, 0.5, 4.0), (100.0, 1.0, 3.8)]
+    assert evaluation == [(100.0, 1.0, 3.6)]

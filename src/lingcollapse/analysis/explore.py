@@ -4,7 +4,10 @@ For each model whose run dir is found: its most frequent classes from
 ``classes.parquet`` with, for each, its nearest and most interfering classes among
 those embedded (from the class means of ``stats/train.safetensors``), and the paper's
 Tables 4–5 views (top and bottom tokens of each column, over all classes, from
-:mod:`.inspect`). For each run: its training and evaluation loss from ``log.jsonl``.
+:mod:`.inspect`), and a histogram of each per-class column over all its classes. Runs
+measured layer-wise (``classes.layerNN.parquet``) get the same for each inner layer,
+from that layer's table and ``stats/train.layerNN.safetensors``. For each run: its
+training and evaluation loss from ``log.jsonl``.
 
 Neighbours are found in row blocks of the embedded means: memory is O(block · E) for
 E embedded classes (E ≤ ``max_tokens``), never E × E at once, and float64 throughout
@@ -23,14 +26,28 @@ import numpy as np
 import pandas as pd
 
 from lingcollapse.analysis import inspect
-from lingcollapse.errors import UserError
+from lingcollapse.errors import UserError, first_line
 
 MAX_TOKENS = 2000  # classes embedded per model (the most frequent)
 NEIGHBOURS = 10  # nearest and most interfering classes shown per embedded class
 EXTREMES = 10  # rows of each Tables 4–5 view
+HIST_BINS = 40  # bins of each per-class histogram
+# The per-class columns the explorer draws histograms of (those a table has).
+HIST_COLUMNS = (
+    "count",
+    "sigma2",
+    "log_norm",
+    "cdnv_mean",
+    "interference_mean",
+    "logkernel_mean",
+    "duality_cos",
+    "dot",
+    "agreement_rate",
+)
 CURVE_POINTS = 400  # training-loss points kept per run (evenly spaced, last kept)
 _BLOCK = 512  # rows of the distance block: 512 × E float64
 _EPOCH_DIR = re.compile(r"epoch-\d+")
+_LAYER_TABLE = re.compile(r"classes\.layer(\d+)\.parquet")
 
 
 @dataclass
@@ -48,6 +65,8 @@ class TokenView:
     extremes: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
     average: pd.Series | None = None
     note: str = ""  # why neighbours are missing, if they are
+    layer: int | None = None  # an inner layer's index; None: the last layer (classes.parquet)
+    histograms: dict[str, dict] = field(default_factory=dict)  # :func:`histograms`
 
 
 def model_runs(root: Path, models: list[str]) -> dict[str, Path]:
@@ -81,26 +100,85 @@ def _plain_name(run: Path) -> str:
     return str(data.get("model") or run.name) if isinstance(data, dict) else run.name
 
 
+def inner_layers(run: Path) -> list[int]:
+    """The inner layers a run was measured at (its ``classes.layerNN.parquet``), in order."""
+    found = (_LAYER_TABLE.fullmatch(p.name) for p in Path(run).glob("classes.layer*.parquet"))
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def _suffix(layer: int | None) -> str:
+    return "" if layer is None else f".layer{layer:02d}"
+
+
+def layer_classes(run: Path, layer: int | None = None) -> pd.DataFrame:
+    """The per-class table of one layer (None: the last, ``classes.parquet``), checked as
+    :func:`.inspect.load_classes` checks it, with Table 4's scaled norm."""
+    if layer is None:
+        classes = inspect.load_classes(run)
+    else:
+        path = Path(run) / f"classes{_suffix(layer)}.parquet"
+        try:
+            classes = pd.read_parquet(path)
+        except Exception as err:  # pyarrow raises several types for a bad file
+            raise UserError(
+                f"cannot read {path} ({first_line(err)}): run `lingcollapse measure` on "
+                "this layer's stats again"
+            ) from None
+        if "token_id" not in classes.columns:
+            raise UserError(f"{path} has no token_id column; is it a classes table from measure?")
+        if "token" not in classes.columns:
+            classes["token"] = None
+        classes = classes.reset_index(drop=True)
+    return inspect.with_scaled_norm(classes, run)
+
+
+def histograms(classes: pd.DataFrame, bins: int = HIST_BINS) -> dict[str, dict]:
+    """Per column of :data:`HIST_COLUMNS` the table has: ``numpy.histogram`` of its
+    values over all classes (``edges``, ``counts``), and, where at least two distinct
+    values are positive, of the positive values over log-spaced edges (``log_edges``,
+    ``log_counts``, ``nonpositive`` = classes left out of it); ``missing``: NaN values."""
+    out = {}
+    for column in HIST_COLUMNS:
+        if column not in classes.columns or not pd.api.types.is_numeric_dtype(classes[column]):
+            continue
+        values = classes[column].to_numpy(np.float64)
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            continue
+        counts, edges = np.histogram(finite, bins=bins)
+        hist = {"edges": edges, "counts": counts, "missing": int(values.size - finite.size)}
+        positive = finite[finite > 0]
+        if positive.size and positive.max() > positive.min():
+            log_edges = np.geomspace(positive.min(), positive.max(), bins + 1)
+            hist["log_counts"], hist["log_edges"] = np.histogram(positive, bins=log_edges)
+            hist["nonpositive"] = int(finite.size - positive.size)
+        out[column] = hist
+    return out
+
+
 def token_view(
     model: str,
     run: Path,
     max_tokens: int = MAX_TOKENS,
     k: int = NEIGHBOURS,
     root: Path | None = None,
+    layer: int | None = None,
 ) -> TokenView | None:
-    """The explorer's data for one model; None when its run has no ``classes.parquet``."""
-    if not (Path(run) / "classes.parquet").is_file():
+    """The explorer's data for one model at one layer (None: the last); None when its
+    run has no classes table of that layer."""
+    if not (Path(run) / f"classes{_suffix(layer)}.parquet").is_file():
         return None
-    classes = inspect.with_scaled_norm(inspect.load_classes(run), run)
+    classes = layer_classes(run, layer)
     by_count = "count" in classes.columns
     order, ascending = (["count", "token_id"], [False, True]) if by_count else (["token_id"], True)
     ranked = classes.sort_values(order, ascending=ascending, kind="stable")
     rows = ranked.head(max_tokens).reset_index(drop=True)
     name = str(Path(run).relative_to(root)) if root and Path(run).is_relative_to(root) else str(run)
-    view = TokenView(model, name, len(classes), rows)
+    view = TokenView(model, name, len(classes), rows, layer=layer)
     _add_neighbours(view, Path(run), k)
     view.extremes = table_views(classes)
     view.average = inspect.average_row(classes)
+    view.histograms = histograms(classes)
     return view
 
 
@@ -120,10 +198,11 @@ def table_views(classes: pd.DataFrame, k: int = EXTREMES) -> dict[str, dict[str,
 
 
 def _add_neighbours(view: TokenView, run: Path, k: int) -> None:
+    stats = f"stats/train{_suffix(view.layer)}.safetensors"
     try:
-        counts, means = inspect._load_means(run / "stats" / "train.safetensors")
+        counts, means = inspect._load_means(run / stats)
     except FileNotFoundError:
-        view.note = "no stats/train.safetensors in the run dir: neighbours not shown"
+        view.note = f"no {stats} in the run dir: neighbours not shown"
         return
     except UserError as err:
         view.note = f"neighbours not shown: {err}"
@@ -224,6 +303,9 @@ def training_curves(root: Path, runs: dict[str, Path]) -> list[Curve]:
 def read_log(path: Path) -> tuple[list[tuple], list[tuple]]:
     """(train rows, evaluation rows) of a training log, each (step, epoch, loss).
 
+    The ``final`` row a finished run appends repeats its last evaluation at the last
+    step; it is skipped, or it would be drawn twice.
+
     The epoch is fractional (epochs trained at that step). Logs that record the epoch
     index of training rows (0, 0, …) and the epochs completed at evaluation rows get it
     from the steps per epoch an evaluation row implies; without one it is NaN."""
@@ -237,8 +319,8 @@ def read_log(path: Path) -> tuple[list[tuple], list[tuple]]:
             row = json.loads(line)
         except ValueError:
             continue  # a line cut off by a killed run
-        if not isinstance(row, dict) or not _number(row.get("step")):
-            continue
+        if not isinstance(row, dict) or not _number(row.get("step")) or "final" in row:
+            continue  # the final row repeats the last evaluation at the last step
         step, epoch = float(row["step"]), row.get("epoch")
         epoch = float(epoch) if _number(epoch) else math.nan
         for keys, out in ((_TRAIN_KEYS, train), (_EVAL_KEYS, evaluation)):

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from lingcollapse.analysis.directions import DIRECTION, IDENTITY, METRICS, arrow, is_metric
-from lingcollapse.analysis.explore import MAX_TOKENS, NEIGHBOURS
+from lingcollapse.analysis.explore import HIST_BINS, MAX_TOKENS, NEIGHBOURS
 from lingcollapse.analysis.summary import ALPHA, format_p, significant, test_settings
 from lingcollapse.errors import UserError, first_line
 from lingcollapse.io import read_csv, read_json, write_text
@@ -666,18 +666,36 @@ def _interactive(
     }
 
 
-def _token_section(runs: dict[str, Path], root: Path, max_tokens: int, k: int) -> str:
-    from lingcollapse.analysis.explore import token_view
+# Characters of inner layers' token data one page embeds at most (see _token_section).
+INNER_LAYER_CHARS = 8_000_000
 
-    views = []
+
+def _token_section(runs: dict[str, Path], root: Path, max_tokens: int, k: int) -> str:
+    """The explorer: per model, the last layer's embedded classes, neighbours, Tables
+    4–5 views and histograms; per inner layer measured, the same while the inner layers'
+    data stays within :data:`INNER_LAYER_CHARS` (models in table order, layers in depth
+    order; from the first that would pass it on, its histograms only)."""
+    from lingcollapse.analysis.explore import inner_layers, token_view
+
+    scripts, index = [], []
+    budget = [INNER_LAYER_CHARS]
     for model, run in runs.items():
         view = token_view(model, run, max_tokens, k, root)
-        if view is not None:
-            views.append(view)
-    if not views:
+        if view is None:
+            continue
+        element = f"lc-tokens-{len(index)}"
+        scripts.append(_json_script(element, _view_json(view)))
+        layers = []
+        for layer in inner_layers(run):
+            limits = (max_tokens, k, root)
+            script, full = _inner_layer(view, run, layer, f"{element}-l{layer}", limits, budget)
+            scripts.append(script)
+            layers.append({"layer": layer, "id": f"{element}-l{layer}", "full": full})
+        layers.append({"layer": None, "id": element, "full": True})
+        index.append({"model": view.model, "run": view.run, "id": element, "layers": layers})
+    if not index:
         return ""
-    scripts = [_json_script(f"lc-tokens-{i}", _view_json(v)) for i, v in enumerate(views)]
-    index = [{"model": v.model, "run": v.run, "id": f"lc-tokens-{i}"} for i, v in enumerate(views)]
+    inner = any(len(entry["layers"]) > 1 for entry in index)
     return (
         "<h2 id='tokens'>Token explorer (Appendix Q, Tables 4–5)</h2>"
         "<p class='sub'>Per model, from its run's <code>classes.parquet</code> (one row per "
@@ -692,10 +710,54 @@ def _token_section(runs: dict[str, Path], root: Path, max_tokens: int, k: int) -
         "largest cos(μ_c − μ̄, μ_c′ − μ̄), μ̄ the unweighted mean of all measured classes' "
         "means (Eqs. 2, 6). Both from the run's <code>stats/train.safetensors</code>, in "
         "float64. The top/bottom views rank <i>all</i> classes, as "
-        "<code>lingcollapse inspect RUN --top/--bottom K --by COLUMN</code> does.</p>"
-        "<div class='card' id='lc-explorer'><noscript>The explorer needs JavaScript.</noscript>"
-        "</div>" + _json_script("lc-token-index", index) + "".join(scripts)
+        "<code>lingcollapse inspect RUN --top/--bottom K --by COLUMN</code> does. "
+        f"<b>Histograms</b> of a column are over <i>all</i> the model's classes (not only "
+        f"the embedded ones), {HIST_BINS} bins computed when the page was made "
+        "(<code>numpy.histogram</code>; on a log axis, log-spaced edges over the positive "
+        "values); the searched token is marked on them.</p>"
+        + (_LAYER_RULE if inner else "")
+        + "<div class='card' id='lc-explorer'><noscript>The explorer needs JavaScript."
+        "</noscript></div>" + _json_script("lc-token-index", index) + "".join(scripts)
     ).replace("{k}", str(k))
+
+
+_LAYER_RULE = (
+    "<p class='sub'><b>Layers</b>: where a run was measured layer-wise (its "
+    "<code>classes.layerNN.parquet</code>), pick the layer (default: the last, the input "
+    "of the output layer, as everywhere else in this report; layer 0 is the token "
+    "embeddings, layer i the output of block i). Each layer's rows, neighbours (from "
+    "<code>stats/train.layerNN.safetensors</code>) and views are its own. Inner layers "
+    f"carry the same token data while it adds at most {INNER_LAYER_CHARS / 1e6:g} million "
+    "characters to this page (models in table order, layers in depth order); from the "
+    "first inner layer that would pass that on, an inner layer carries its histograms "
+    "only, and the layer menu says so.</p>"
+)
+
+
+def _inner_layer(view, run: Path, layer: int, element: str, limits: tuple, budget: list[int]):
+    """One inner layer's explorer data as a <script> and whether it holds the token
+    data (True) or only the histograms; ``budget[0]`` is what is left of the
+    characters allowed, set to 0 by the first layer that would pass it. ``limits``:
+    (max_tokens, neighbours, root) as for the last layer."""
+    from lingcollapse.analysis.explore import histograms, layer_classes, token_view
+
+    if budget[0] > 0:
+        inner = token_view(view.model, run, *limits, layer=layer)
+        script = _json_script(element, _view_json(inner))
+        if len(script) <= budget[0]:
+            budget[0] -= len(script)
+            return script, True
+        budget[0] = 0
+    classes = layer_classes(run, layer)
+    data = {
+        "model": view.model,
+        "run": view.run,
+        "layer": layer,
+        "total": len(classes),
+        "hist": _hist_json(histograms(classes)),
+        "histOnly": True,
+    }
+    return _json_script(element, data), False
 
 
 def _view_json(view) -> dict:
@@ -710,6 +772,8 @@ def _view_json(view) -> dict:
         "columns": columns,
         "data": {c: _column_json(rows[c]) for c in columns},
         "note": view.note,
+        "layer": view.layer,
+        "hist": _hist_json(view.histograms),
     }
     if view.nearest is not None:
         out["nearest"] = view.nearest.tolist()
@@ -722,6 +786,21 @@ def _view_json(view) -> dict:
     }
     if view.average is not None:
         out["average"] = [_cell_json(view.average.get(c)) for c in columns]
+    return out
+
+
+def _hist_json(hists: dict[str, dict]) -> dict:
+    """Histograms for the script: edges at full precision (bins of a narrow range must
+    not collapse), counts as integers."""
+    out = {}
+    for column, hist in hists.items():
+        item = {"missing": hist["missing"]}
+        for key in ("edges", "counts", "log_edges", "log_counts"):
+            if key in hist:
+                item[key] = np.asarray(hist[key]).tolist()
+        if "nonpositive" in hist:
+            item["nonpositive"] = hist["nonpositive"]
+        out[column] = item
     return out
 
 
