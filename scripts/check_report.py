@@ -4,12 +4,13 @@
 
 Opens the page with every request that is not file: or data: refused, then sorts the
 results table, filters it, hovers over a point of Figure 1, searches a token in the
-explorer and saves both downloads, taking screenshots before and after each (into
-SCREENSHOT_DIR, else $LINGCOLLAPSE_SCREENSHOTS, else a temporary dir). Prints what it
-saw as JSON and exits 1 when a check fails. Needs Playwright for Python
-(``pip install playwright``) and a Chromium at /usr/bin/chromium (``apt-get install
-chromium``; ``playwright install`` is not needed). ``tests/test_report_browser.py``
-runs the same :func:`drive` and asserts its values.
+explorer, draws a per-class histogram (σ², the token marked; a bar hovered), picks an
+inner layer where the explorer offers one and saves both downloads, taking screenshots
+before and after each (into SCREENSHOT_DIR, else $LINGCOLLAPSE_SCREENSHOTS, else a
+temporary dir). Prints what it saw as JSON and exits 1 when a check fails. Needs
+Playwright for Python (``pip install playwright``) and a Chromium at /usr/bin/chromium
+(``apt-get install chromium``; ``playwright install`` is not needed).
+``tests/test_report_browser.py`` runs the same :func:`drive` and asserts its values.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def drive(page_path: Path, shots: Path, sort_by: str = "val_loss") -> dict:
             _filter(page, seen)
             _hover(page, shots, seen)
             _token(page, shots, seen)
+            _histogram(page, shots, seen)
+            _layer(page, shots, seen)
             _downloads(page, seen)
             seen["charts"] = page.locator("svg.lc-chart").count()
         finally:
@@ -162,6 +165,50 @@ def _token(page, shots: Path, seen: dict) -> None:
     _shot(page, shots, "6-after-token-search", seen)
 
 
+def _histogram(page, shots: Path, seen: dict) -> None:
+    """The histogram of σ² over all classes, the searched token marked; hover a bar."""
+    if page.locator("#lc-hist-col").count() == 0:
+        return
+    seen["hist_default"] = page.evaluate(
+        "() => [document.getElementById('lc-hist-col').value,"
+        " document.getElementById('lc-hist-log').checked]"
+    )
+    page.select_option("#lc-hist-col", "sigma2")
+    chart = "#lc-hist-chart svg"
+    seen["hist_bars"] = page.locator(f"{chart} rect.bar").count()
+    seen["hist_counts"] = page.eval_on_selector_all(
+        f"{chart} rect.bar", "bars => bars.map(b => Number(b.dataset.count))"
+    )
+    marks = page.locator(f"{chart} line.lc-mark")
+    seen["hist_marks"] = marks.count()
+    if marks.count():
+        seen["hist_mark_value"] = float(marks.first.get_attribute("data-value"))
+    seen["hist_caption"] = page.inner_text("#lc-hist-caption")
+    fullest = max(range(len(seen["hist_counts"])), key=seen["hist_counts"].__getitem__)
+    page.locator(f"{chart} rect.hit").nth(fullest).hover(force=True)
+    page.wait_for_selector("#lc-tip:not([hidden])")
+    seen["hist_tooltip"] = page.inner_text("#lc-tip")
+    page.locator("#lc-hist").scroll_into_view_if_needed()
+    _shot(page, shots, "7-histogram", seen)
+    page.mouse.move(2, 2)
+
+
+def _layer(page, shots: Path, seen: dict) -> None:
+    """Pick the first inner layer where the first model has one; the token stays chosen."""
+    options = page.eval_on_selector_all("#lc-tok-layer option", "os => os.map(o => o.textContent)")
+    seen["layer_options"] = options
+    if len(options) < 2:
+        return
+    page.select_option("#lc-tok-layer", "0")
+    seen["layer_info"] = page.inner_text("#lc-tok-info")
+    if page.locator("#lc-tok-heading").is_visible():
+        seen["layer_heading"] = page.inner_text("#lc-tok-heading")
+    seen["layer_hist_caption"] = page.inner_text("#lc-hist-caption")
+    page.locator("#lc-explorer").scroll_into_view_if_needed()
+    page.evaluate("document.getElementById('lc-tok-q').scrollIntoView()")
+    _shot(page, shots, "8-layer", seen)
+
+
 def _downloads(page, seen: dict) -> None:
     seen["downloads"] = {}
     links = page.locator("a[download]")
@@ -195,6 +242,10 @@ def problems(seen: dict) -> list[str]:
         out.append("the tooltip does not name the hovered model")
     if "token" in seen and not seen.get("token_nearest"):
         out.append("the token search showed no neighbours")
+    if "hist_bars" in seen and (not seen["hist_bars"] or seen.get("hist_marks") != 1):
+        out.append("the histogram has no bars or does not mark the token")
+    if "hist_tooltip" in seen and " in [" not in seen["hist_tooltip"]:
+        out.append("hovering a histogram bar shows no range")
     return out
 
 

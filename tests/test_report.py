@@ -383,7 +383,8 @@ def add_layer(run, layer: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     classes = pd.read_parquet(run / "classes.parquet")
     for column in ("sigma2", "log_norm", "cdnv_mean", "agreement_rate"):
-        classes[column] = rng.permutation(classes[column].to_numpy()) * (1 + layer)
+        classes[column] = rng.permutation(classes[column].to_numpy())
+    classes["sigma2"] *= 1 + layer  # inner layers are not collapsed alike
     classes.to_parquet(run / f"classes.layer{layer:02d}.parquet")
     counts = load_file(str(run / "stats" / "train.safetensors"))["counts"]
     means = rng.normal(size=(len(counts), D))

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from lingcollapse.cli import main
-from test_report import swept_dir
+from test_report import add_layer, swept_dir
 
 pytest.importorskip("playwright.sync_api")
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check_report.py"
@@ -34,6 +34,7 @@ def _checker():
 
 def test_the_report_works_in_a_browser(tmp_path, capsys):
     root, table = swept_dir(tmp_path, capsys)
+    layer1 = add_layer(root / "runs" / "run0", 1, seed=7)
     assert main(["report", str(root), "--neighbours", "5"]) == 0
     capsys.readouterr()
     shots = Path(os.environ.get("LINGCOLLAPSE_SCREENSHOTS") or tmp_path / "shots")
@@ -68,6 +69,23 @@ def test_the_report_works_in_a_browser(tmp_path, capsys):
     assert seen["token_nearest"] == [ids[j] for j in view["nearest"][2]]
     assert seen["token_interfering"] == [ids[j] for j in view["interfering"][2]]
     assert len(seen["token_nearest"]) == 5
+    # the histogram of σ² over all classes, 40 bars, the searched token marked at its value
+    assert seen["hist_default"] == ["count", True]  # counts on a log axis first
+    hist = view["hist"]["sigma2"]
+    assert seen["hist_bars"] == 40 and seen["hist_counts"] == hist["counts"]
+    assert seen["hist_marks"] == 1
+    assert seen["hist_mark_value"] == pytest.approx(row["sigma2"], rel=1e-5)
+    assert f"over all {len(classes)} classes" in seen["hist_caption"]
+    fullest = max(hist["counts"])
+    assert seen["hist_tooltip"].endswith(f"{fullest} classes") and "σ² in [" in seen["hist_tooltip"]
+    # an inner layer: its own values of the same token, its own histogram
+    assert seen["layer_options"] == ["layer 1 (block 1)", "last (input of the output layer)"]
+    assert "layer 1 (block 1)" in seen["layer_info"]
+    assert f"(id {row['token_id']})" in seen["layer_heading"]
+    assert "layer 1" in seen["layer_heading"] and "layer 1" in seen["layer_hist_caption"]
+    assert f"over all {len(layer1)} classes" in seen["layer_hist_caption"]
+    inner_sigma2 = layer1.set_index("token_id").loc[row["token_id"], "sigma2"]
+    assert f"({float(f'{inner_sigma2:.4g}'):g})" in seen["layer_hist_caption"]
     # the downloads carry the files' bytes
     assert seen["downloads"] == {
         "results.csv": (root / "results.csv").read_bytes(),
@@ -77,4 +95,5 @@ def test_the_report_works_in_a_browser(tmp_path, capsys):
     names = {Path(p).name for p in seen["shots"]}
     assert {"2-before-sort.png", "3-after-sort.png", "4-hover.png"} <= names
     assert {"5-before-token-search.png", "6-after-token-search.png"} <= names
+    assert {"7-histogram.png", "8-layer.png"} <= names
     assert all(Path(p).stat().st_size > 10_000 for p in seen["shots"])

@@ -313,6 +313,91 @@
     });
     return svg;
   }
+  // A histogram from bin edges and counts (numpy.histogram's, embedded by the page):
+  // one bar per bin, a log x axis when asked, hover names a bin's range and count, and
+  // opts.mark ({value, label}) draws a line at one class's value.
+  function histChart(opts) {
+    var W = opts.width || 1200, H = opts.height || 330;
+    var m = { l: 62, r: 16, t: 42, b: 40 };  // the top margin holds the marked token's name
+    var svg = svgEl('svg', { 'class': 'lc-chart lc-hist', viewBox: '0 0 ' + W + ' ' + H, width: W, height: H });
+    var title = svgEl('text', { x: m.l, y: 16, 'class': 'title' });
+    title.textContent = opts.title || '';
+    svg.appendChild(title);
+    var e = opts.edges, n = opts.counts, lo = e[0], hi = e[e.length - 1];
+    var a = opts.logX ? Math.log10(lo) : lo, b = opts.logX ? Math.log10(hi) : hi;
+    var fx = function (x) {
+      var t = opts.logX ? Math.log10(x) : x;
+      return m.l + (t - a) / ((b - a) || 1) * (W - m.l - m.r);
+    };
+    var top = Math.max.apply(null, n.concat([1]));
+    var fy = function (y) { return H - m.b - y / top * (H - m.t - m.b); };
+    niceTicks(0, top, 5).ticks.filter(function (t) { return Number.isInteger(t) && t <= top; })
+      .forEach(function (t) {
+        var y = fy(t);
+        svg.appendChild(svgEl('line', { x1: m.l, x2: W - m.r, y1: y, y2: y, 'class': 'grid' }));
+        var label = svgEl('text', { x: m.l - 6, y: y + 4, 'text-anchor': 'end' });
+        label.textContent = fmt(t);
+        svg.appendChild(label);
+      });
+    var xt;
+    if (opts.logX) {
+      xt = logTicks(lo, hi);
+      if (xt.length > 8) xt = xt.filter(function (t) { return Math.abs(Math.log10(t) % 1) < 1e-9; });
+    } else {
+      xt = niceTicks(lo, hi, 6).ticks;
+    }
+    xt.filter(function (t) { return t >= lo && t <= hi; }).forEach(function (t) {
+      var x = fx(t);
+      svg.appendChild(svgEl('line', { x1: x, x2: x, y1: H - m.b, y2: H - m.b + 4, 'class': 'axis' }));
+      var label = svgEl('text', { x: x, y: H - m.b + 16, 'text-anchor': 'middle' });
+      label.textContent = fmt(t);
+      svg.appendChild(label);
+    });
+    n.forEach(function (count, i) {
+      var x0 = fx(e[i]), x1 = fx(e[i + 1]);
+      var range = '[' + fmt(e[i]) + ', ' + fmt(e[i + 1]) + (i === n.length - 1 ? ']' : ')');
+      var bar = svgEl('rect', { x: x0 + 0.5, width: Math.max(x1 - x0 - 1, 0.5), y: fy(count),
+        height: H - m.b - fy(count), 'class': 'bar', 'data-count': count });
+      var hit = svgEl('rect', { x: x0, width: Math.max(x1 - x0, 0.5), y: m.t, height: H - m.t - m.b,
+        'class': 'hit', 'data-range': range, 'data-count': count });
+      hit.addEventListener('mouseover', function (event) {
+        bar.classList.add('lc-hl');
+        showTip('<b>' + escapeHTML(opts.xLabel) + ' in ' + range + '</b>' + fmt(count) +
+          ' class' + (count === 1 ? '' : 'es'), event);
+      });
+      hit.addEventListener('mouseout', function () { bar.classList.remove('lc-hl'); hideTip(); });
+      svg.appendChild(bar);
+      svg.appendChild(hit);
+    });
+    svg.appendChild(svgEl('line', { x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b, 'class': 'axis' }));
+    svg.appendChild(svgEl('line', { x1: m.l, x2: m.l, y1: m.t, y2: H - m.b, 'class': 'axis' }));
+    var xl = svgEl('text', { x: (m.l + W - m.r) / 2, y: H - 6, 'text-anchor': 'middle' });
+    xl.textContent = opts.xLabel + (opts.logX ? ' (log)' : '');
+    svg.appendChild(xl);
+    var yl = svgEl('text', { x: 12, y: (m.t + H - m.b) / 2, 'text-anchor': 'middle',
+      transform: 'rotate(-90 12 ' + (m.t + H - m.b) / 2 + ')' });
+    yl.textContent = 'classes';
+    svg.appendChild(yl);
+    var mark = opts.mark;
+    if (mark && typeof mark.value === 'number' && isFinite(mark.value)) {
+      var note = svgEl('text', { y: m.t - 8, 'class': 'lc-mark-label' });
+      if (opts.logX && !(mark.value > 0)) {
+        note.setAttribute('x', W - m.r);
+        note.setAttribute('text-anchor', 'end');
+        note.textContent = mark.label + ' = ' + fmt(mark.value) + ': not on the log axis';
+      } else {
+        var x = Math.min(Math.max(fx(mark.value), m.l), W - m.r);
+        svg.appendChild(svgEl('line', { x1: x, x2: x, y1: m.t - 4, y2: H - m.b, 'class': 'lc-mark',
+          'data-value': mark.value }));
+        var right = x > (m.l + W - m.r) / 2;
+        note.setAttribute('x', right ? x - 6 : x + 6);
+        note.setAttribute('text-anchor', right ? 'end' : 'start');
+        note.textContent = mark.label + ' = ' + fmt(mark.value);
+      }
+      svg.appendChild(note);
+    }
+    return svg;
+  }
   // A clickable key: clicking a name hides or shows its series.
   function chartKey(series, redraw) {
     var key = el('div', { 'class': 'key' });
@@ -506,12 +591,15 @@
     var index = readJSON('lc-token-index');
     if (!box || !index) return;
     var modelSel = selectOf(index.map(function (m, i) { return [String(i), m.model]; }), 'lc-tok-model');
+    var layerSel = el('select', { id: 'lc-tok-layer' });
+    var layerLabel = labelled('layer', layerSel);
     var query = el('input', { type: 'search', id: 'lc-tok-q', placeholder: "a token, e.g. ' the' or the",
       'aria-label': 'token to search' });
     var mode = selectOf([['substring', 'contains'], ['exact', 'is (up to a leading space)'], ['prefix', 'starts with']], 'lc-tok-mode');
     var caseBox = el('input', { type: 'checkbox', id: 'lc-tok-case' });
     var controls = el('div', { 'class': 'controls lc-explorer' });
     controls.appendChild(labelled('model', modelSel));
+    controls.appendChild(layerLabel);
     controls.appendChild(labelled('token', query));
     controls.appendChild(mode);
     controls.appendChild(labelled('match case', caseBox));
@@ -522,17 +610,47 @@
     box.appendChild(info);
     box.appendChild(matches);
     box.appendChild(detail);
+    // the histogram of a column over all classes
+    var hists = el('div', { 'class': 'lc-explorer', id: 'lc-hist' });
+    box.appendChild(hists);
     // Tables 4–5
     var views = el('div', { 'class': 'lc-explorer', id: 'lc-t45' });
     box.appendChild(views);
 
     var view = null, selected = -1;
+    function layersOf(entry) {
+      return entry.layers || [{ layer: null, id: entry.id, full: true }];
+    }
+    function layerName(layer) {
+      if (layer === null || layer === undefined) return 'last (input of the output layer)';
+      return 'layer ' + layer + (layer === 0 ? ' (token embeddings)' : ' (block ' + layer + ')');
+    }
+    function fillLayers() {
+      var layers = layersOf(index[Number(modelSel.value)]);
+      layerSel.innerHTML = '';
+      layers.forEach(function (l, i) {
+        layerSel.appendChild(el('option', { value: String(i) }, layerName(l.layer) +
+          (l.full ? '' : ' — histograms only')));
+      });
+      layerSel.value = String(layers.length - 1);  // the last layer
+      layerLabel.hidden = layers.length < 2;
+    }
     function load() {
-      view = readJSON(index[Number(modelSel.value)].id);
+      var entry = index[Number(modelSel.value)];
+      view = readJSON(layersOf(entry)[Number(layerSel.value)].id);
+      var where = view.model + ' (run ' + view.run + ')' +
+        (view.layer === null || view.layer === undefined ? '' : ', ' + layerName(view.layer));
+      [matches, detail, views].forEach(function (part) { part.hidden = !!view.histOnly; });
+      query.disabled = !!view.histOnly;
+      if (view.histOnly) {
+        info.textContent = where + ': ' + view.total.toLocaleString('en-US') + ' classes; only ' +
+          'the histograms of this inner layer are in this page (see the rule above).';
+        return;
+      }
       view.col = {};
       view.columns.forEach(function (c, i) { view.col[c] = i; });
       view.size = view.data[view.columns[0]].length;
-      info.textContent = view.model + ' (run ' + view.run + '): ' + view.size.toLocaleString('en-US') +
+      info.textContent = where + ': ' + view.size.toLocaleString('en-US') +
         ' of ' + view.total.toLocaleString('en-US') + ' classes embedded (the most frequent)' +
         (view.note ? '; ' + view.note : '') + '.';
     }
@@ -567,6 +685,8 @@
           view.size.toLocaleString('en-US') + ' most frequent classes are in this page; ' +
           '`lingcollapse inspect` searches them all).'));
         detail.innerHTML = '';
+        selected = -1;
+        drawHist();
         return;
       }
       var shown = found.slice(0, 100);
@@ -629,7 +749,8 @@
       var heading = el('h3', { id: 'lc-tok-heading' });
       heading.appendChild(document.createTextNode('Token '));
       heading.appendChild(el('span', { 'class': 'tok' }, tokenText(view.data.token ? view.data.token[i] : null)));
-      heading.appendChild(document.createTextNode(' (id ' + view.data.token_id[i] + ') in ' + view.model));
+      heading.appendChild(document.createTextNode(' (id ' + view.data.token_id[i] + ') in ' + view.model +
+        (view.layer === null || view.layer === undefined ? '' : ', ' + layerName(view.layer))));
       detail.appendChild(heading);
       var grid = el('div', { 'class': 'lc-detail' });
       var facts = el('table', { 'class': 'facts', id: 'lc-tok-facts' });
@@ -637,6 +758,11 @@
       view.columns.forEach(function (c) {
         if (c === 'token') return;
         var tr = el('tr', { 'data-column': c });
+        if (view.hist && view.hist[c]) {
+          tr.classList.add('pick');
+          tr.title = 'Click to draw its histogram over all classes';
+          tr.addEventListener('click', function () { setHistColumn(c); });
+        }
         var name = el('td');
         name.appendChild(el('b', {}, label(c)));
         if (meaning(c) !== label(c)) name.appendChild(el('span', { 'class': 'muted' }, ' — ' + meaning(c)));
@@ -660,7 +786,64 @@
       }
       grid.appendChild(right);
       detail.appendChild(grid);
+      drawHist();
     }
+    // a histogram of one column over all the model's classes, the chosen token marked
+    var histSel = el('select', { id: 'lc-hist-col' });
+    var histLog = el('input', { type: 'checkbox', id: 'lc-hist-log' });
+    var histChartBox = el('div', { id: 'lc-hist-chart' });
+    var histCaption = el('p', { 'class': 'sub', id: 'lc-hist-caption' });
+    function fillHistColumns() {
+      var keep = histSel.value, hist = view.hist || {};
+      histSel.innerHTML = '';
+      Object.keys(hist).forEach(function (c) { histSel.appendChild(el('option', { value: c }, label(c))); });
+      if (keep && hist[keep]) histSel.value = keep;
+      else if (hist.count) { histSel.value = 'count'; histLog.checked = true; }
+      hists.hidden = !Object.keys(hist).length;
+    }
+    function setHistColumn(c) {
+      histSel.value = c;
+      histLog.checked = c === 'count';  // counts are heavy-tailed (Zipf): log by default
+      drawHist();
+      hists.scrollIntoView({ block: 'nearest' });
+    }
+    function drawHist() {
+      histChartBox.innerHTML = '';
+      var c = histSel.value, hist = (view.hist || {})[c];
+      if (!hist) { histCaption.textContent = ''; return; }
+      histLog.disabled = !hist.log_edges;
+      var logX = histLog.checked && !!hist.log_edges;
+      var edges = logX ? hist.log_edges : hist.edges, counts = logX ? hist.log_counts : hist.counts;
+      var mark = null;
+      if (!view.histOnly && selected >= 0) {
+        var tok = view.data.token ? view.data.token[selected] : null;
+        mark = { value: view.data[c] ? view.data[c][selected] : null,
+          label: tok === null || tok === undefined ? 'id ' + view.data.token_id[selected] : tokenText(tok) };
+      }
+      histChartBox.appendChild(histChart({ edges: edges, counts: counts, logX: logX, mark: mark,
+        title: label(c) + ' over all ' + view.total.toLocaleString('en-US') + ' classes', xLabel: label(c) }));
+      var drawn = counts.reduce(function (s, x) { return s + x; }, 0);
+      var text = 'Histogram of ' + meaning(c) + ' over all ' + view.total.toLocaleString('en-US') +
+        ' classes of ' + view.model + (view.layer === null || view.layer === undefined ? '' : ' at ' +
+        layerName(view.layer)) + ', not only the embedded ones: ' + counts.length + ' bins' +
+        (logX ? ', log-spaced' : '') + ', ' + drawn.toLocaleString('en-US') + ' classes drawn';
+      var left = [];
+      if (hist.missing) left.push(hist.missing.toLocaleString('en-US') + ' without a value');
+      if (logX && hist.nonpositive) left.push(hist.nonpositive.toLocaleString('en-US') + ' with a value ≤ 0 (not on a log axis)');
+      text += (left.length ? ' (left out: ' + left.join(', ') + ')' : '') + '. ';
+      if (mark && typeof mark.value === 'number') text += 'The line marks ' + mark.label + ' (' + fmt(mark.value) + '). ';
+      else if (mark) text += mark.label + ' has no value in this column. ';
+      histCaption.textContent = text + 'Hover over a bar for its range and count.';
+    }
+    hists.appendChild(el('h3', {}, 'Distribution of a column over all classes'));
+    var hc = el('div', { 'class': 'controls' });
+    hc.appendChild(labelled('column', histSel));
+    hc.appendChild(labelled('log x axis', histLog));
+    hists.appendChild(hc);
+    hists.appendChild(histChartBox);
+    hists.appendChild(histCaption);
+    histSel.addEventListener('change', function () { setHistColumn(histSel.value); });
+    histLog.addEventListener('change', drawHist);
     // the paper's Tables 4–5: top or bottom classes of a column, with the average row
     var columnSel = el('select', { id: 'lc-t45-col' });
     var sideSel = selectOf([['top', 'largest'], ['bottom', 'smallest']], 'lc-t45-side');
@@ -704,13 +887,25 @@
     });
     mode.addEventListener('change', showMatches);
     caseBox.addEventListener('change', showMatches);
-    modelSel.addEventListener('change', function () { load(); showMatches(); fillColumns(); showViews(); });
+    // a new model or layer: the same token stays chosen where the new rows hold it
+    function refresh() {
+      var keep = view && !view.histOnly && selected >= 0 ? view.data.token_id[selected] : null;
+      load();
+      fillHistColumns();
+      selected = -1;
+      if (view.histOnly) { drawHist(); return; }
+      showMatches();
+      var again = keep === null ? -1 : view.data.token_id.indexOf(keep);
+      if (again >= 0 && again !== selected) choose(again);
+      fillColumns();
+      showViews();
+    }
+    modelSel.addEventListener('change', function () { fillLayers(); refresh(); });
+    layerSel.addEventListener('change', refresh);
     columnSel.addEventListener('change', showViews);
     sideSel.addEventListener('change', showViews);
-    load();
-    showMatches();
-    fillColumns();
-    showViews();
+    fillLayers();
+    refresh();
   }
 
   // ---------------------------------------------------------------- start
