@@ -32,18 +32,9 @@ MAX_TOKENS = 2000  # classes embedded per model (the most frequent)
 NEIGHBOURS = 10  # nearest and most interfering classes shown per embedded class
 EXTREMES = 10  # rows of each Tables 4–5 view
 HIST_BINS = 40  # bins of each per-class histogram
-# The per-class columns the explorer draws histograms of (those a table has).
-HIST_COLUMNS = (
-    "count",
-    "sigma2",
-    "log_norm",
-    "cdnv_mean",
-    "interference_mean",
-    "logkernel_mean",
-    "duality_cos",
-    "dot",
-    "agreement_rate",
-)
+# The per-class columns the explorer draws histograms of (those a table has): every
+# value column of classes.parquet but the validation count.
+HIST_COLUMNS = tuple(c for c in inspect.COLUMNS if c not in ("token_id", "token", "val_count"))
 CURVE_POINTS = 400  # training-loss points kept per run (evenly spaced, last kept)
 _BLOCK = 512  # rows of the distance block: 512 × E float64
 _EPOCH_DIR = re.compile(r"epoch-\d+")
