@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from lingcollapse.analysis.figures import make_figures
-from lingcollapse.analysis.report import _num
+from lingcollapse.analysis.report import _json_script, _num
 from lingcollapse.cli import main
 from test_analysis import write_run
 from test_analysis_figures import synthetic_table
@@ -461,3 +461,14 @@ def test_read_log_skips_the_final_row(tmp_path):
     train, evaluation = read_log(log)
     assert train == [(50.0, 0.5, 4.0), (100.0, 1.0, 3.8)]
     assert evaluation == [(100.0, 1.0, 3.6)]
+
+
+def test_embedded_json_cannot_end_its_script_and_reads_back_exactly():
+    """A token's text may be anything: ``</script>``, ``<!--`` and ``<`` must neither close
+    nor comment out the data element, and must parse back to the same strings."""
+    data = {"tokens": ["</script><script>alert(1)</script>", "<!--", "a<b", "é ✓"]}
+    element = _json_script("x", data)
+    body = element.removeprefix("<script type='application/json' id='x'>")
+    body = body.removesuffix("</script>")
+    assert "<" not in body
+    assert json.loads(body) == data

@@ -645,9 +645,11 @@ def _downloads(directory: Path) -> str:
 
 
 def _json_script(element_id: str, data) -> str:
-    """Data for the page's script, as JSON that cannot close its <script> element."""
+    """Data for the page's script, as JSON that cannot close its <script> element: every
+    ``<`` (only ever inside a string: a token's text) is written as the escape ``\\u003c``,
+    which JSON.parse reads back as ``<`` (``<\\!--`` would be no JSON escape at all)."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    text = text.replace("</", "<\\/").replace("<!--", "<\\!--")
+    text = text.replace("<", "\\u003c")
     return f"<script type='application/json' id='{element_id}'>{text}</script>"
 
 
