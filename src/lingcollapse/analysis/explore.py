@@ -191,7 +191,7 @@ def table_views(classes: pd.DataFrame, k: int = EXTREMES) -> dict[str, dict[str,
 def _add_neighbours(view: TokenView, run: Path, k: int) -> None:
     stats = f"stats/train{_suffix(view.layer)}.safetensors"
     try:
-        counts, means = inspect._load_means(run / stats)
+        counts, means = inspect.load_means(run / stats)
     except FileNotFoundError:
         view.note = f"no {stats} in the run dir: neighbours not shown"
         return
@@ -202,7 +202,7 @@ def _add_neighbours(view: TokenView, run: Path, k: int) -> None:
     if ids.size == 0 or ids.max() >= len(counts) or ids.min() < 0:
         view.note = "the stats file does not hold these token ids: neighbours not shown"
         return
-    min_count = max(1, inspect._setting(run).get("min_count", 1))
+    min_count = max(1, inspect.measure_setting(run).get("min_count", 1))
     kept = counts >= min_count
     centre = means[kept].mean(axis=0)  # (d,) Eq. 2: unweighted mean of the class means
     mu = np.asarray(means[ids], dtype=np.float64)  # (E, d)

@@ -185,8 +185,8 @@ def neighbours(run: Path, token_id: int, classes: pd.DataFrame, k: int = 10) -> 
     centred on the unweighted mean of their means (Eq. 2). Raises FileNotFoundError when
     the stats file is missing.
     """
-    counts, means = _load_means(Path(run) / "stats" / "train.safetensors")
-    setting = _setting(Path(run))
+    counts, means = load_means(Path(run) / "stats" / "train.safetensors")
+    setting = measure_setting(Path(run))
     kept = np.flatnonzero(counts >= max(1, setting.get("min_count", 1)))
     where = np.flatnonzero(kept == token_id)
     if where.size == 0:
@@ -222,7 +222,9 @@ def _with_cdnv(table: pd.DataFrame, classes: pd.DataFrame, token_id: int, k: flo
     ]
 
 
-def _load_means(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def load_means(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``counts`` (V,) and float64 ``means`` (V, d) of a train stats file (ours checked
+    whole; another tool's read by its tensor names); also the report's explorer's."""
     if not path.is_file():
         raise FileNotFoundError(path)
     from safetensors import safe_open
@@ -239,7 +241,7 @@ def _load_means(path: Path) -> tuple[np.ndarray, np.ndarray]:
         return f.get_tensor("counts"), f.get_tensor("means").astype(np.float64)
 
 
-def _setting(run: Path) -> dict:
+def measure_setting(run: Path) -> dict:
     """min_count and cdnv_power used by measure (from metrics.json), if recorded."""
     path = run / "metrics.json"
     remedy = "delete it and run `lingcollapse measure` again"

@@ -33,7 +33,7 @@ from lingcollapse.memory import is_out_of_memory
 from lingcollapse.metrics import conventions
 from lingcollapse.metrics.classifier import load_classifier
 from lingcollapse.metrics.compute import Measured, measure
-from lingcollapse.metrics.result import Measurement, output_paths
+from lingcollapse.metrics.result import Measurement
 from lingcollapse.models.ids import corpus_label
 from lingcollapse.models.saved import model_dir_of, read_identity
 from lingcollapse.stats.classes import ClassStats
@@ -263,7 +263,6 @@ def layer_tag(train_stats: Path, meta: dict) -> str:
     return found.group(0) if found and layer is None else ""
 
 
-outputs = output_paths  # the name the sweep knows
 
 
 @contextlib.contextmanager

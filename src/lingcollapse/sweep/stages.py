@@ -176,7 +176,8 @@ def measure_model(grid: Grid, model: Model, out: Path) -> Path:
     """Collect the train and validation stats of one model, then measure every layer
     collected (``[collect] layers``): ``metrics.layerNN.json``, then ``metrics.json``."""
     from lingcollapse.collect.run import collect
-    from lingcollapse.metrics.job import measure_files, outputs
+    from lingcollapse.metrics.job import measure_files
+    from lingcollapse.metrics.result import output_paths
 
     path = model.path(out)
     for cfg in collect_configs(grid, model, out):
@@ -187,7 +188,7 @@ def measure_model(grid: Grid, model: Model, out: Path) -> Path:
     stats = path / "stats"
     for tag in layer_tags(stats):
         inputs = [stats / f"train{tag}.safetensors", stats / f"validation{tag}.safetensors"]
-        if _fresh(outputs(path, tag)[1], inputs):
+        if _fresh(output_paths(path, tag)[1], inputs):
             continue
         outcome = measure_files(measure_config(grid, model, out, inputs[0]))
         for warning in outcome.warnings:
