@@ -61,6 +61,9 @@ def gib(n: int | float) -> str:
 # Gram tile → −cos, ‖z_i−z_j‖² → log kernel, the CDNV) and (t, t) bool masks worth ⅜ of one
 # (the diagonal tiles' lower triangle; on tiles with near pairs, two transient ones).
 TILE_BUFFERS = 4
+# Rows of the stats and the classifier go to measure's device in chunks of this size
+# (metrics.compute.rows_to), so the host holds no second (C, d) copy of them.
+MOVE_CHUNK_BYTES = 64 * MIB
 
 
 def tile_bytes(tile: int, classes: int | None = None, control: bool = False) -> int:
@@ -93,7 +96,7 @@ def measure_bytes(
     vocab: int,
     classes: int,
     dim: int,
-    tile: int = 1024,
+    tile: int = 1024,  # measure's default is 1,024 on the CPU, 8,192 on a GPU
     classifier: bool = True,
     covariance: bool = False,
     validation: bool = False,
@@ -109,8 +112,8 @@ def measure_bytes(
     inputs += 2 * F64 * vocab * (dim + 2) if ood else 0  # its stats and one (V, d) product
     work = measure_device_bytes(classes, dim, tile, classifier, covariance, control)
     host = PROCESS_BYTES + ALLOCATOR_SLACK + inputs
-    if gpu:  # the (C, d) rows are gathered on the CPU before they are moved
-        return Footprint(host + F64 * classes * dim, work)
+    if gpu:  # the (C, d) rows are gathered on the CPU and moved a chunk at a time
+        return Footprint(host + MOVE_CHUNK_BYTES, work)
     return Footprint(host + work)
 
 

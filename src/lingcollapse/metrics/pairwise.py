@@ -15,6 +15,11 @@ finiteness checks and recomputations run only on the tiles that need them (the d
 ones, and those holding nearly coinciding pairs). Tiles of 1,024 classes were the
 fastest measured at the paper's scale on a 2-core CPU: smaller ones keep more of the
 passes in cache but pay torch's per-op overhead more often, larger ones spill further.
+On a GPU the tile is 8,192 (:data:`GPU_TILE`): see
+:func:`~lingcollapse.metrics.compute.default_tile`.
+
+Time. The pass times its own first tiles and extrapolates (:func:`_calibrate`); one that
+would take longer than :data:`NOTICE_SECONDS` says so, with its estimate, before going on.
 
 Precision. Distances come from the expansion ``‖z_i − z_j‖² = ‖z_i‖² + ‖z_j‖² − 2⟨z_i,z_j⟩``,
 which cancels digits when two means nearly coincide. Every pair whose unit vectors are
@@ -31,7 +36,10 @@ with Chan's formula.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -39,11 +47,22 @@ from torch import Tensor
 
 from lingcollapse.progress import progress
 
+log = logging.getLogger(__name__)
+
 # Pairs with ‖ẑ_i − ẑ_j‖² below this are recomputed from vector differences. With
 # float64's unit roundoff u ≈ 1.1e-16 the expansion's error is ≲ d·u relative to the
 # norms, so above NEAR the relative error stays ≲ d·u/NEAR ≈ 1e-10 even for d = 1024.
 NEAR = 1e-3
-DEFAULT_TILE = 1024
+DEFAULT_TILE = 1024  # on the CPU (see above)
+GPU_TILE = 8192  # on CUDA (see compute.default_tile)
+# A pass estimated to take longer than this logs its estimate before going on.
+NOTICE_SECONDS = 60.0
+# The estimate times the tiles after the first until this long or this many have run:
+# they are tiles of the pass itself, so a longer look costs nothing but a later notice.
+CALIBRATE_SECONDS, CALIBRATE_TILES = 2.0, 32
+# Said after the estimate: the exact pass has a quicker, sampled alternative.
+SAMPLE_HINT = "; --sample-pairs 1000000 estimates them in seconds"
+_clock = time.perf_counter  # the estimate's clock (a test steps it by hand)
 
 
 @dataclass
@@ -89,6 +108,7 @@ class PairwiseResult:
     row_interference: Tensor  # (C,)
     row_logkernel: Tensor  # (C,)
     cdnv_control: Moments | None = None  # Eq. 4 with k = 0 (scale-invariant), if asked
+    seconds_estimate: float | None = None  # the pass's time, extrapolated (one tile: None)
 
 
 class _Quantity:
@@ -199,25 +219,92 @@ def pairwise_metrics(
     with ``control`` also with k = 0, which, unlike k = 2, does not change when every
     embedding is scaled (one more pass over each tile and a fourth tile buffer).
     """
-    c = z.shape[0]
+    c, d = z.shape
     tile = min(tile, c)
     control = control and cdnv_power != 0.0
     work = _Workspace(tile, z.device, control)
     norm = torch.linalg.vector_norm(z, dim=1)  # (C,), with no (C, d) temporary
     norm2, inv = norm.square(), 1.0 / norm
     acc = _Accumulators(c, z.device, cdnv_power, control)
-    starts = range(0, c, tile)
-    n_tiles = len(starts) * (len(starts) + 1) // 2
-    with progress(total=n_tiles, desc="pairs", unit="tile", leave=False) as bar:
-        for i0 in starts:
-            i = slice(i0, min(i0 + tile, c))
-            for j0 in range(i0, c, tile):
-                j = slice(j0, min(j0 + tile, c))
-                tiles = work.views(i.stop - i.start, j.stop - j.start)
-                torch.mm(z[i], z[j].T, out=tiles[0])  # (a, b) ⟨z_i, z_j⟩
-                _tile(acc, work, i, j, tiles, z, norm2, inv, sigma2)
-                bar.update(1)
-    return acc.result()
+
+    def step(i: slice, j: slice) -> None:
+        tiles = work.views(i.stop - i.start, j.stop - j.start)
+        torch.mm(z[i], z[j].T, out=tiles[0])  # (a, b) ⟨z_i, z_j⟩
+        _tile(acc, work, i, j, tiles, z, norm2, inv, sigma2)
+
+    sizes = [min(tile, c - s) for s in range(0, c, tile)]
+    n_tiles = len(sizes) * (len(sizes) + 1) // 2
+    pairs = (c * c + sum(a * a for a in sizes)) // 2  # Σ a·b over the tiles J ≥ I
+    blocks = _blocks(c, tile)
+    done, seconds = _calibrate(blocks, step, pairs, z.device)
+    if seconds is not None and seconds > NOTICE_SECONDS and done < n_tiles:
+        log.info(
+            "measure: exact pairwise pass over %s tiles of %s classes (C = %s, d = %s): "
+            "about %s on %s%s",
+            *(f"{x:,}" for x in (n_tiles, tile, c, d)),
+            duration(seconds),
+            z.device,
+            SAMPLE_HINT,
+        )
+    with progress(total=n_tiles, initial=done, desc="pairs", unit="tile", leave=False) as bar:
+        for i, j in blocks:
+            step(i, j)
+            bar.update(1)
+    result = acc.result()
+    result.seconds_estimate = seconds
+    return result
+
+
+def _blocks(c: int, tile: int) -> Iterator[tuple[slice, slice]]:
+    """The tiles (I, J) with J ≥ I, row by row: the first is a diagonal one."""
+    for i0 in range(0, c, tile):
+        i = slice(i0, min(i0 + tile, c))
+        for j0 in range(i0, c, tile):
+            yield i, slice(j0, min(j0 + tile, c))
+
+
+def _calibrate(
+    blocks: Iterator[tuple[slice, slice]],
+    step: Callable[[slice, slice], None],
+    pairs: int,
+    device: torch.device,
+) -> tuple[int, float | None]:
+    """Run the pass's first tiles and extrapolate the time of the whole pass.
+
+    A tile of a × b classes costs in proportion to its a·b pairs: d multiply-adds and a
+    fixed number of streaming passes per pair. The first tile is not timed (it warms up
+    the allocator, cuBLAS and the caches); the next are, until :data:`CALIBRATE_SECONDS`
+    or :data:`CALIBRATE_TILES`, and their time per pair times the ``pairs`` of the whole
+    pass is the estimate. CUDA runs asynchronously: the clock is read after a
+    synchronize. Returns the tiles done and the estimate (None after a single tile).
+    """
+    done, timed, start, elapsed = 0, 0, 0.0, 0.0
+    for i, j in blocks:
+        step(i, j)
+        done += 1
+        _synchronize(device)
+        if done == 1:
+            start = _clock()
+            continue
+        timed += (i.stop - i.start) * (j.stop - j.start)
+        elapsed = _clock() - start
+        if elapsed >= CALIBRATE_SECONDS or done > CALIBRATE_TILES:
+            break
+    return done, (elapsed / timed * pairs if timed else None)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``31 min`` or ``2.5 h``: an estimate's precision, no more."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 class _Accumulators:
