@@ -9,6 +9,7 @@ import math
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -332,6 +333,37 @@ def test_device_cuda_without_cuda_is_one_error_line(stats_file, tmp_path, capsys
         "error: --device cuda was asked for but CUDA is not available; use --device cpu\n"
     )
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- the GPU benchmark
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_measure_gpu.py"
+RESULTS = BENCH.parent / "results" / "measure_gpu.json"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here")
+def test_the_gpu_benchmark_without_cuda_measures_nothing():
+    before = RESULTS.read_bytes() if RESULTS.exists() else None
+    done = subprocess.run([sys.executable, str(BENCH)], capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (0, "no CUDA device: nothing measured\n")
+    assert (RESULTS.read_bytes() if RESULTS.exists() else None) == before
+
+
+def test_the_gpu_benchmark_runs_dry_on_the_cpu():
+    """Its every step on the CPU at a tiny size: the table, the GPU's tile (one tile of
+    1,400) checked against the CPU's (two rows of 1,024), nothing recorded."""
+    before = RESULTS.read_bytes() if RESULTS.exists() else None
+    sizes = ["--vocab", "1600", "--classes", "1500", "--dim", "8", "--check-classes", "1400"]
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--device", "cpu", "--repeat", "1", *sizes],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "exact pairwise pass alone" in done.stdout and "on cpu, tile 1,024" in done.stdout
+    diff = re.search(r"vs the CPU on 1,400 classes: max rel. diff (\S+) ", done.stdout)
+    assert diff and float(diff.group(1)) <= 1e-12, done.stdout
+    assert (RESULTS.read_bytes() if RESULTS.exists() else None) == before
 
 
 # ---------------------------------------------------------------- on a GPU

@@ -65,7 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tile",
         type=int,
-        help="classes per tile of the pairwise pass (default 1024, or less to fit free memory)",
+        help="classes per tile of the pairwise pass (default 1024 on the CPU, 8192 on a GPU; "
+        "less to fit free memory)",
     )
     p.add_argument(
         "--out",
