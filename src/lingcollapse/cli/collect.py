@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from lingcollapse.collect.device_map import STRATEGIES
 from lingcollapse.collect.run import CollectConfig, collect
 from lingcollapse.progress import add_log_every
 
@@ -63,7 +64,32 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=1,
         help="validation: NC4 decides among classes with ≥ N train samples",
     )
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA when present), cpu or cuda; with --device-map where the statistics "
+        "live (auto: the device of the output layer's input; cpu; cuda:N)",
+    )
+    p.add_argument(
+        "--device-map",
+        choices=STRATEGIES,
+        help="split a model larger than one GPU over the GPUs, the CPU (and the disk, with "
+        "--offload-folder) with accelerate: auto/balanced (even over the GPUs), "
+        "balanced_low_0 (GPU 0 light) or sequential (fill GPU 0 first); under torchrun "
+        "each rank takes its own group of GPUs",
+    )
+    p.add_argument(
+        "--max-memory",
+        metavar="DEV=SIZE,…",
+        help="with --device-map, the budget per device, e.g. 0=20GiB,1=40GiB,cpu=64GiB (GPU "
+        "indices within the rank's group under torchrun; default: 90%% of what is free)",
+    )
+    p.add_argument(
+        "--offload-folder",
+        metavar="DIR",
+        help="with --device-map, let layers beyond --max-memory stay on disk and be read in "
+        "every batch (slow; weights not in safetensors are written to DIR)",
+    )
     p.add_argument(
         "--trust-remote-code",
         action="store_true",
@@ -90,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
         covariance=args.covariance,
         device=args.device,
         trust_remote_code=args.trust_remote_code,
+        device_map=args.device_map,
+        max_memory=args.max_memory,
+        offload_folder=args.offload_folder,
     )
     for path in collect(cfg):
         print(f"wrote {path}")

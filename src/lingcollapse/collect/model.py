@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from lingcollapse.collect import device_map as placement
+from lingcollapse.device import group_max_memory
 from lingcollapse.errors import UserError
 from lingcollapse.hub import load_pretrained
 from lingcollapse.metrics.classifier import output_layer
@@ -66,20 +68,46 @@ class EmbeddingModel:
 
     @property
     def device(self) -> torch.device:
+        """Where token ids go: the device the input embeddings run on (accelerate's
+        execution device for a model split over devices), else the first parameter's."""
+        get = getattr(self.model, "get_input_embeddings", None)
+        try:
+            embed = get() if callable(get) else None
+        except NotImplementedError:
+            embed = None
+        if isinstance(embed, nn.Module):
+            placed = placement.execution_device(embed)
+            if placed is not None:
+                return placed
+            weight = next(embed.parameters(), None)
+            if weight is not None and not weight.is_meta:
+                return weight.device
         return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def output_device(self) -> torch.device:
+        """The device the output layer's input comes out on: the last block's for a
+        model split over devices (where ``collect --device-map`` keeps the statistics)."""
+        ids = torch.arange(8, device=self.device).remainder(self.vocab_size).unsqueeze(0)
+        return self.embeddings(ids, ["last"])["last"].device
 
     def weights_sha256(self) -> str:
         """SHA-256 of every tensor of the state dict (name, dtype, shape, bytes), as loaded
         in this dtype: the model's identity in provenance and the resume fingerprint,
-        whatever its name. Streamed one tensor at a time (one host copy each on CUDA);
-        about a second per GB of weights, so compute it once per pass."""
-        return tensors_sha256(self.model.state_dict())
+        whatever its name. Streamed one tensor at a time (one host copy each on CUDA;
+        weights accelerate offloaded to the CPU or disk read back as loaded, so a model
+        split over devices has the identity of the same model loaded whole); about a
+        second per GB of weights, so compute it once per pass."""
+        return tensors_sha256(placement.Weights(self.model))
 
     def classifier(self) -> tuple[Tensor, Tensor | None]:
         """``W`` (V, d) and ``b`` (V,) or None of Eq. 1, in the model's dtype and device
-        (read once: a head that is not a plain ``nn.Linear`` is probed with a forward)."""
+        (read once: a head that is not a plain ``nn.Linear`` is probed with a forward; an
+        offloaded one is read to the CPU)."""
         if self._head is None:
-            self._head = output_layer(self.model)
+            get = getattr(self.model, "get_output_embeddings", None)
+            with placement.onloaded(get() if callable(get) else None):
+                self._head = output_layer(self.model)
         return self._head
 
     @property
@@ -150,8 +178,15 @@ def load_model(
     dtype: str = "float32",
     device: str | torch.device = "cpu",
     trust_remote_code: bool = False,
+    device_map: str | None = None,
+    max_memory: dict[int | str, int] | None = None,
+    offload_folder: str | None = None,
 ) -> EmbeddingModel:
-    """Load a causal LM (run dir, model dir or hub id) for collection, in eval mode."""
+    """Load a causal LM (run dir, model dir or hub id) for collection, in eval mode: on
+    ``device``, or with ``device_map`` (``auto``, ``balanced``, ``balanced_low_0``,
+    ``sequential``) split by accelerate over the devices of ``max_memory`` ({GPU index or
+    "cpu": bytes}) and, with ``offload_folder``, the disk; the map is planned and checked
+    to hold the model before any weight is read (:mod:`.device_map`)."""
     from transformers import AutoModelForCausalLM
 
     if dtype not in DTYPES:
@@ -161,8 +196,23 @@ def load_model(
     kwargs = {"dtype": DTYPES[dtype], "trust_remote_code": trust_remote_code}
     if revision:
         kwargs["revision"] = revision
-    model = load_pretrained(AutoModelForCausalLM.from_pretrained, path, "model", **kwargs)
-    model.to(device).eval()
+    if device_map is not None:
+        kwargs["device_map"] = placement.plan(
+            path,
+            device_map,
+            group_max_memory(max_memory, list(range(torch.cuda.device_count()))),
+            DTYPES[dtype],
+            offload_folder is not None,
+            revision,
+            trust_remote_code,
+        )
+        if "disk" in kwargs["device_map"].values():
+            kwargs["offload_folder"] = offload_folder
+    with placement.quiet():
+        model = load_pretrained(AutoModelForCausalLM.from_pretrained, path, "model", **kwargs)
+    if device_map is None:
+        model.to(device)
+    model.eval()
     use_sdpa(model)  # GPT-Neo only (others load with SDPA): fused kernels, no (B, H, T, T)
     if model.get_output_embeddings() is None:
         raise UserError(

@@ -43,9 +43,17 @@ from lingcollapse.collect.accumulate import (
     validation_accumulators,
 )
 from lingcollapse.collect.data import REMAKE, Shard, open_split
+from lingcollapse.collect.device_map import STRATEGIES
 from lingcollapse.collect.model import DTYPES, EmbeddingModel, load_model
-from lingcollapse.device import finish, setup
-from lingcollapse.errors import UserError, first_line
+from lingcollapse.device import (
+    bind,
+    finish,
+    group_max_memory,
+    parse_max_memory,
+    setup,
+    statistics_device,
+)
+from lingcollapse.errors import UserError, did_you_mean, first_line
 from lingcollapse.io import atomic_path, exclusive, file_sha256, read_json, remove_stale_temps
 from lingcollapse.memory import ModelShape, collect_work_bytes, is_out_of_memory
 from lingcollapse.progress import progress
@@ -74,8 +82,14 @@ class CollectConfig:
     covariance: bool = False
     device: str = "auto"
     trust_remote_code: bool = False
+    # a model split over devices (accelerate): where it goes, within what budget; then
+    # `device` is where the statistics live (auto: where the output layer's input is)
+    device_map: str | None = None  # auto, balanced, balanced_low_0 or sequential
+    max_memory: str | None = None  # e.g. "0=20GiB,1=40GiB,cpu=64GiB"
+    offload_folder: str | None = None  # layers beyond max_memory may stay on disk
 
     def __post_init__(self) -> None:
+        self._check_placement()
         if self.split not in ("train", "validation"):
             raise UserError(f"--split must be train or validation, not {self.split!r}")
         if self.batch_size < 1:
@@ -99,6 +113,25 @@ class CollectConfig:
                 f"{Path(self.out) / f'{self.split}.safetensors'}"
             )
         Shard.parse(self.shard)
+
+    def _check_placement(self) -> None:
+        """``--device-map`` and its options, spelling only (a sweep checks its grid where
+        no GPU is)."""
+        if self.device_map is None:
+            options = {"--max-memory": self.max_memory, "--offload-folder": self.offload_folder}
+            given = [flag for flag, value in options.items() if value is not None]
+            if given:
+                raise UserError(f"{' and '.join(given)} only place a model with --device-map")
+            return
+        if self.device_map not in STRATEGIES:
+            raise UserError(
+                f"unknown --device-map {self.device_map!r}: use one of {', '.join(STRATEGIES)}"
+                + did_you_mean(self.device_map, STRATEGIES)
+            )
+        if self.max_memory is not None:
+            parse_max_memory(self.max_memory)
+        if self.offload_folder is not None and Path(self.offload_folder).is_file():
+            raise UserError(f"--offload-folder {self.offload_folder} is a file: give a directory")
 
 
 def parse_layers(spec: str, num_layers: int) -> list[int | str]:
@@ -134,9 +167,9 @@ def layer_path(out: str | Path, layer: int | str) -> Path:
 
 def collect(cfg: CollectConfig) -> list[Path]:
     """Run the pass; returns the stats files written (rank 0) or [] (other ranks)."""
-    dist = setup(cfg.device)
-    device = dist.device
-    model = load_model(cfg.model, cfg.revision, cfg.dtype, device, cfg.trust_remote_code)
+    dist = setup(cfg.device, device_map=cfg.device_map is not None)
+    model = _load(cfg, dist)
+    device = dist.device  # the statistics': with a device map, where the head's input is
     layers = parse_layers(cfg.layers, model.num_layers)
     tokens = open_split(cfg.data, cfg.split, model.vocab_size)
     shard = Shard(dist.rank, dist.world).within(Shard.parse(cfg.shard))
@@ -212,6 +245,32 @@ def _pass(
                 since_checkpoint = 0
 
 
+def _load(cfg: CollectConfig, dist) -> EmbeddingModel:
+    """The model on ``--device``, or split over this rank's devices by ``--device-map``;
+    then the statistics' device is chosen where its output layer's input comes out
+    (``--device auto``), and each layer's (B, T, d) embeddings move there, never the
+    statistics."""
+    if cfg.device_map is None:
+        return load_model(cfg.model, cfg.revision, cfg.dtype, dist.device, cfg.trust_remote_code)
+    budget = None if cfg.max_memory is None else parse_max_memory(cfg.max_memory)
+
+    def where(output: torch.device) -> torch.device:
+        return statistics_device(cfg.device, output, dist.gpus, dist.local_world)
+
+    where(torch.device("cpu"))  # a --device no GPU here can serve: refused before loading
+    model = load_model(
+        cfg.model,
+        cfg.revision,
+        cfg.dtype,
+        trust_remote_code=cfg.trust_remote_code,
+        device_map=cfg.device_map,
+        max_memory=group_max_memory(budget, dist.gpus, local_world=dist.local_world),
+        offload_folder=cfg.offload_folder,
+    )
+    bind(dist, where(model.output_device()))
+    return model
+
+
 def _accumulators(cfg: CollectConfig, model: EmbeddingModel, layers, device) -> dict:
     """The train pass's accumulators, or the validation pass's, which read and check
     each layer's ``--train-stats``."""
@@ -257,6 +316,7 @@ def _check_memory(cfg: CollectConfig, model: EmbeddingModel, layers, batch, seq_
         *(["collect fewer --layers"] if len(layers) > 1 else []),
         *(["use --dtype bf16"] if cfg.dtype == "float32" else []),
         *(["use --device cpu"] if device.type == "cuda" else []),
+        *([f"leave {device} room with --max-memory"] if cfg.device_map else []),
     ]
     fix = f"lower --batch-size (e.g. {low})" if low else " or ".join(others) or "free memory"
     what = f"a batch of {batch} × {seq_len:,} tokens"
@@ -453,7 +513,8 @@ def _metadata(cfg: CollectConfig, tokens, provenance: dict[str, str], fingerprin
     Nothing time-dependent, so a resumed run writes equal bytes."""
     sequences = len(Shard.parse(cfg.shard).rows(tokens.shape[0]))
     # not "out": equal statistics make equal files wherever they are written
-    config = {k: v for k, v in asdict(cfg).items() if k not in ("device", "out")}
+    placed = ("device", "device_map", "max_memory", "offload_folder")  # rounding, at most
+    config = {k: v for k, v in asdict(cfg).items() if k not in (*placed, "out")}
     return {
         **provenance,
         "sequences": str(sequences),
