@@ -446,6 +446,17 @@ def no_cuda(a: Art, t: Path) -> list:
     return collect(a, t, device="cuda")
 
 
+def mapped(a: Art, t: Path, *args, device="cpu") -> list:
+    """``collect --device-map auto`` and ``args``."""
+    return collect(a, t, "--device-map", "auto", *args, device=device)
+
+
+def mapped_without_cuda(a: Art, t: Path, *args, device="cpu") -> list:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    return mapped(a, t, *args, device=device)
+
+
 COLLECT = {
     "model path missing": lambda a, t: collect(a, t, model=t / "nope"),
     "hub id not cached (offline)": lambda a, t: collect(a, t, model="org/not-a-cached-model"),
@@ -483,6 +494,23 @@ COLLECT = {
     "--min-count 0": lambda a, t: validation(a, t, a.train, "--min-count", 0),
     "--device tpu": lambda a, t: collect(a, t, device="tpu"),
     "--device cuda without CUDA": no_cuda,
+    "--device-map whose --max-memory cannot hold the model": lambda a, t: mapped(
+        a, t, "--max-memory", "cpu=4KiB"
+    ),
+    "--device-map autoo (a misspelled choice)": lambda a, t: collect(a, t, "--device-map", "autoo"),
+    "--max-memory without --device-map": lambda a, t: collect(a, t, "--max-memory", "cpu=1GiB"),
+    "--offload-folder without --device-map": lambda a, t: collect(a, t, "--offload-folder", t),
+    "--max-memory 20GiB (no device)": lambda a, t: mapped(a, t, "--max-memory", "20GiB"),
+    "--max-memory gpu0=20GiB": lambda a, t: mapped(a, t, "--max-memory", "gpu0=20GiB"),
+    "--max-memory cpu=20G": lambda a, t: mapped(a, t, "--max-memory", "cpu=20G"),
+    "--max-memory cpu twice": lambda a, t: mapped(a, t, "--max-memory", "cpu=1GiB,cpu=2GiB"),
+    "--max-memory 0=1GiB without CUDA": lambda a, t: mapped_without_cuda(
+        a, t, "--max-memory", "0=1GiB,cpu=1GiB"
+    ),
+    "--device-map --device cuda:0 without CUDA": lambda a, t: mapped_without_cuda(
+        a, t, device="cuda:0"
+    ),
+    "--offload-folder a file": lambda a, t: mapped(a, t, "--offload-folder", text(t, "f", "x")),
     "validation without --train-stats": lambda a, t: collect(a, t, "--split", "validation"),
     "--train-stats missing": lambda a, t: validation(a, t, t / "nope.safetensors"),
     "--train-stats a directory": lambda a, t: validation(a, t, a.train.parent),

@@ -183,7 +183,10 @@ def group_max_memory(
         elif key < len(gpus):
             mine[gpus[key]] = size
         else:
-            raise UserError(f"--max-memory names GPU {key} but {_gpus_here(gpus, local_world)}")
+            raise UserError(
+                f"--max-memory names GPU {key} but {_gpus_here(gpus, local_world)}"
+                + ("" if gpus else ": budget cpu only")
+            )
     return mine
 
 
@@ -197,7 +200,7 @@ def free_memory(gpus: list[int]) -> dict[int | str, int]:
 
 def _gpus_here(gpus: list[int], local_world: int) -> str:
     if not gpus:
-        return "no GPU is visible (CUDA is not available): budget cpu only"
+        return "no GPU is visible (CUDA is not available)"
     count = f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''}"
     if local_world > 1:
         return f"each torchrun rank holds {count} (0 … {len(gpus) - 1} within its group)"
@@ -221,7 +224,8 @@ def statistics_device(
         return output
     index = 0 if index is None else index
     if index >= len(gpus):
-        raise UserError(f"--device {name}: {_gpus_here(gpus, local_world)}")
+        fix = "" if gpus else ": use --device auto or cpu for the statistics"
+        raise UserError(f"--device {name} names a GPU but {_gpus_here(gpus, local_world)}{fix}")
     return torch.device("cuda", gpus[index])
 
 

@@ -75,9 +75,10 @@ def plan(
         room = ", ".join(f"{gib(size)} on {_name(key)}" for key, size in max_memory.items())
         raise UserError(
             f"the model needs {gib(sizes[''])} in {str(dtype).removeprefix('torch.')} but "
-            f"--max-memory allows {room or 'nothing'}, so {gib(on['disk'])} of it would be "
-            "left on disk: raise --max-memory, add a GPU, or give --offload-folder DIR to "
-            "read those layers from disk in every batch (slow)"
+            f"the budget (--max-memory, else 90% of what is free) is {room or 'nothing'}, "
+            f"so {gib(on['disk'])} of it would be left on disk: raise --max-memory, add a "
+            "GPU, or give --offload-folder DIR to read those layers from disk in every "
+            "batch (slow)"
         )
     log.info(
         "device map (%s): %s",

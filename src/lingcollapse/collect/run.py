@@ -121,7 +121,11 @@ class CollectConfig:
             options = {"--max-memory": self.max_memory, "--offload-folder": self.offload_folder}
             given = [flag for flag, value in options.items() if value is not None]
             if given:
-                raise UserError(f"{' and '.join(given)} only place a model with --device-map")
+                verb = "apply" if len(given) > 1 else "applies"
+                raise UserError(
+                    f"{' and '.join(given)} {verb} only to a model split by --device-map: "
+                    "add --device-map auto, or leave it out"
+                )
             return
         if self.device_map not in STRATEGIES:
             raise UserError(
