@@ -30,7 +30,7 @@ from lingcollapse.data.prepare import prepare_embedded
 from lingcollapse.stats.files import FORMAT, load_stats, save_stats
 from test_analysis import small_table
 from test_sweep import GRID
-from tiny import data_dir, save_model
+from tiny import data_dir, odd_model, save_model
 
 T = 16  # chunk length of the shared data dir
 
@@ -440,6 +440,12 @@ def nan_model(a: Art, t: Path) -> Path:
     return t / "model"
 
 
+def odd(a: Art, t: Path, kind: str) -> Path:
+    """A model of a made-up family (tests/tiny.py ``ODD``) of the run's V and width."""
+    odd_model(kind, vocab=a.vocab, width=8).save_pretrained(t / kind)
+    return t / kind
+
+
 def no_cuda(a: Art, t: Path) -> list:
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
@@ -535,6 +541,15 @@ COLLECT = {
     ],
     "--split valid (a misspelled choice)": lambda a, t: collect(a, t, "--split", "valid"),
     "--train-stats a run dir without stats": lambda a, t: validation(a, t, bare_run(t)),
+    "a family whose output layer sees the last position only": lambda a, t: collect(
+        a, t, model=odd(a, t, "last-only")
+    ),
+    "a family without an output layer (get_output_embeddings() None)": lambda a, t: collect(
+        a, t, model=odd(a, t, "headless")
+    ),
+    "validation of a family whose logits change after the head": lambda a, t: collect(
+        a, t, "--split", "validation", "--train-stats", a.train, model=odd(a, t, "tempered")
+    ),
 }
 
 

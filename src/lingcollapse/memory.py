@@ -135,10 +135,18 @@ class ModelShape:
 
     @classmethod
     def of(cls, model: torch.nn.Module) -> ModelShape:
+        """Read off the model and its config, under each family's names (GPT-2's n_inner,
+        OPT's ffn_dim, Falcon's ffn_hidden_size, …; a multimodal model's text config)."""
         config = model.config
+        text = getattr(config, "get_text_config", None)
+        config = text() if callable(text) else config
+        # the wider of the head's input and the body: OPT-350m projects 1,024 down to 512
+        # after its last block, so its activations are twice its statistics' width
         dim = model.get_output_embeddings().weight.shape[1]
+        dim = max(dim, _first(config, ("hidden_size", "n_embd", "d_model"), dim))
         heads = _first(config, ("num_attention_heads", "num_heads", "n_head"), 1)
-        inner = _first(config, ("intermediate_size", "n_inner", "ffn_dim"), 4 * dim)
+        inner_keys = ("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size")
+        inner = _first(config, inner_keys, 4 * dim)
         weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
         implementation = getattr(config, "_attn_implementation", None) or "eager"
         return cls(

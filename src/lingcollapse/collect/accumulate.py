@@ -29,9 +29,12 @@ IGNORE_INDEX = -100  # Hugging Face's label of a position without a target
 def train_accumulators(
     model: EmbeddingModel, layers: list, covariance: bool, device: torch.device
 ) -> dict:
-    """One :class:`ClassAccumulator` (float64, on ``device``) per layer."""
+    """One :class:`ClassAccumulator` (float64, on ``device``) per layer, each as wide as
+    its layer (OPT-350m's blocks are wider than its head's input)."""
+    widths = model.widths(layers)
     return {
-        layer: ClassAccumulator(model.vocab_size, model.dim, covariance, device) for layer in layers
+        layer: ClassAccumulator(model.vocab_size, widths[layer], covariance, device)
+        for layer in layers
     }
 
 
@@ -44,18 +47,28 @@ def validation_accumulators(
 ) -> dict:
     """One :class:`ValidationAccumulator` per layer of ``trains`` ({layer: ClassStats}),
     deciding with the model's output layer; each train stats checked to belong to the
-    model and to hold finite means. ``names`` {layer: str} name them in errors."""
+    model and to hold finite means. ``names`` {layer: str} name them in errors. The
+    model's logit transform (soft-capping, a scale; checked on load) applies to the
+    loss and decisions; a model whose logits no known transform explains is refused."""
+    transform = model.logit_transform()
     weight, bias = model.classifier()
+    widths = model.widths(list(trains))
     accs = {}
     for layer, train in trains.items():
         name = (names or {}).get(layer, f"the train stats of layer {layer}")
-        if train.vocab_size != model.vocab_size or train.dim != model.dim:
+        if train.vocab_size != model.vocab_size or train.dim != widths[layer]:
             raise UserError(
                 f"{name} (V={train.vocab_size}, d={train.dim}) do not belong to this model "
-                f"(V={model.vocab_size}, d={model.dim})"
+                f"(V={model.vocab_size}, d={widths[layer]})"
+            )
+        if widths[layer] != model.dim:
+            raise UserError(
+                f"layer {layer} of {model.name} is {widths[layer]} wide but its output layer "
+                f"reads {model.dim}: the loss and NC4 decisions need W h (Eq. 1); validate "
+                "--layers last"
             )
         check_finite_means(name, train, min_count)
-        accs[layer] = ValidationAccumulator(weight, bias, train, min_count, device)
+        accs[layer] = ValidationAccumulator(weight, bias, train, min_count, device, transform)
     return accs
 
 

@@ -7,6 +7,13 @@ computes logits (at V = 50,257 the head is the largest matmul of a small model).
 is checked on every load with a forward pre-hook on ``get_output_embeddings()``; a model
 where it does not hold is run whole and the head's input is taken from the hook.
 
+The same probe checks the model's logits: they must be ``W h + b`` of that head input,
+or the transform its config names (Gemma-2's soft-capping, Cohere's and Granite's
+scales: :func:`~lingcollapse.metrics.classifier.logit_transform`), to the rounding of
+the model's dtype. A model whose forward does anything else after its head still gives
+train statistics, but a validation pass refuses it: its loss and decisions would not be
+the model's.
+
 :func:`load_model` loads a model for ``lingcollapse collect``; :func:`embedding_model`
 wraps one already in memory (any ``nn.Module`` causal LM, PEFT-wrapped ones included),
 and both go through the same checks.
@@ -25,10 +32,11 @@ from lingcollapse.collect import device_map as placement
 from lingcollapse.device import group_max_memory
 from lingcollapse.errors import UserError
 from lingcollapse.hub import load_pretrained
-from lingcollapse.metrics.classifier import output_layer
+from lingcollapse.metrics.classifier import logit_transform, output_layer
 from lingcollapse.models.attention import use_sdpa
 from lingcollapse.models.saved import model_dir_of, read_identity
 from lingcollapse.stats.files import tensors_sha256
+from lingcollapse.stats.validation import LogitTransform
 
 DTYPES = {
     "float32": torch.float32,
@@ -49,6 +57,22 @@ class EmbeddingModel:
     revision: str | None
     body_only: bool  # base model's last_hidden_state == lm_head input (checked)
     _head: tuple[Tensor, Tensor | None] | None = field(default=None, repr=False, compare=False)
+    # what the forward does to W h + b before its softmax (checked on load); None: no
+    # known transform explains its logits, and logits_problem says how they differ
+    logits: LogitTransform | None = field(default_factory=LogitTransform)
+    logits_problem: str = ""
+
+    def logit_transform(self) -> LogitTransform:
+        """The transform validation applies to ``W h + b``, or a :class:`UserError`
+        where the model's logits are something else (checked on load)."""
+        if self.logits is None:
+            raise UserError(
+                f"the logits of {self.name} are not its output layer's W h + b, nor a "
+                f"soft-capped or scaled W h + b ({self.logits_problem}): its forward "
+                "changes them in a way lingcollapse does not know, so the validation "
+                "loss and NC4 would not be the model's; collect the train split only"
+            )
+        return self.logits
 
     @property
     def vocab_size(self) -> int:
@@ -90,6 +114,18 @@ class EmbeddingModel:
         model split over devices (where ``collect --device-map`` keeps the statistics)."""
         ids = torch.arange(8, device=self.device).remainder(self.vocab_size).unsqueeze(0)
         return self.embeddings(ids, ["last"])["last"].device
+
+    @torch.inference_mode()
+    def widths(self, layers: list[int | str]) -> dict[int | str, int]:
+        """``{layer: d}``: the head's input width for ``"last"``, the width of each other
+        layer's output read off a 2-token probe (OPT-350m's blocks are 1,024 wide, its
+        head reads 512 after ``project_out``)."""
+        inner = [layer for layer in layers if layer != "last"]
+        found = {}
+        if inner:
+            ids = torch.arange(2, device=self.device).remainder(self.vocab_size).unsqueeze(0)
+            found = {layer: h.shape[-1] for layer, h in self.embeddings(ids, inner).items()}
+        return {layer: self.dim if layer == "last" else found[layer] for layer in layers}
 
     def weights_sha256(self) -> str:
         """SHA-256 of every tensor of the state dict (name, dtype, shape, bytes), as loaded
@@ -223,15 +259,17 @@ def load_model(
 
 def embedding_model(model: nn.Module, name: str, revision: str | None = None) -> EmbeddingModel:
     """Wrap a causal LM for collection, checked: it has an output layer, gives finite
-    embeddings, and whether its base model's ``last_hidden_state`` is the head's input
-    (else every pass runs the whole model and reads that input with a hook). The model
-    is used as it is: put it in eval mode first."""
+    embeddings, whether its base model's ``last_hidden_state`` is the head's input
+    (else every pass runs the whole model and reads that input with a hook), and what
+    its forward does to the head's output (:func:`_check_logits`). The model is used as
+    it is: put it in eval mode first."""
     if not isinstance(model, nn.Module):
         raise UserError(f"expected a torch.nn.Module causal LM, not {type(model).__name__}")
     output_layer(model)  # a UserError when there is none
     wrapped = EmbeddingModel(model, name, revision, body_only=True)
     wrapped.body_only = _body_is_head_input(wrapped)
     _check_finite(wrapped)
+    wrapped.logits, wrapped.logits_problem = _check_logits(wrapped)
     return wrapped
 
 
@@ -277,3 +315,30 @@ def _body_is_head_input(m: EmbeddingModel) -> bool:
     except (AttributeError, TypeError):
         return False
     return body.shape == head_input.shape and torch.equal(body, head_input)
+
+
+@torch.inference_mode()
+def _check_logits(m: EmbeddingModel) -> tuple[LogitTransform | None, str]:
+    """The transform that turns the head's output on the probe into the model's own
+    logits: the one its config names, else the identity; ``(None, how they differ)``
+    where neither does (an unknown transform after the head, or no logits returned)."""
+    ids = torch.arange(8, device=m.device).remainder(m.vocab_size).unsqueeze(0)  # (1, 8)
+    out, h = m._through_head(ids, hidden=False)
+    if isinstance(out, tuple | list):
+        out = out[0] if out else None
+    logits = out if isinstance(out, Tensor) else getattr(out, "logits", None)
+    if not isinstance(logits, Tensor) or tuple(logits.shape) != (*ids.shape, m.vocab_size):
+        return None, "its forward returns no (B, T, V) logits to check them against"
+    z = m.model.get_output_embeddings()(h).double().to(logits.device)  # its own bits (1, 8, V)
+    got = logits.double()
+    # a transform costs the model a few roundings in its dtype (or float32 where it
+    # upcasts first); any other change of the logits is far larger than that
+    eps = max(torch.finfo(h.dtype).eps, torch.finfo(logits.dtype).eps)
+    worst = float("inf")
+    for transform in dict.fromkeys([logit_transform(m.model), LogitTransform()]):
+        want = transform(z)
+        slack = 8 * eps * (abs(transform.scale) * z.abs() + want.abs())
+        if ((got - want).abs() <= slack).all():
+            return transform, ""
+        worst = min(worst, float((got - want).abs().max()))
+    return None, f"they differ by up to {worst:.3g} on a probe of 8 tokens"

@@ -4,6 +4,10 @@ From a safetensors file with ``weight`` (V, d) and optional ``bias`` (V,), from 
 Hugging Face causal LM (local dir or hub id), or from a model already in memory (any
 ``nn.Module`` with ``get_output_embeddings()``, PEFT-wrapped ones included), so tied and
 untied heads, with or without bias, are found the same way.
+
+:func:`logit_transform` reads from a model's config what it does to ``W h + b`` before
+its softmax (soft-capping, a scale); the classifier itself is ``W`` and ``b`` whatever
+comes after it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from torch import Tensor
 
 from lingcollapse.errors import UserError, first_line
 from lingcollapse.models.saved import model_dir_of
+from lingcollapse.stats.validation import LogitTransform
 
 
 def load_classifier(
@@ -62,6 +67,30 @@ def output_layer(model: torch.nn.Module) -> tuple[Tensor, Tensor | None]:
         bias = None if head.bias is None else head.bias.detach()
         return head.weight.detach(), bias
     return _probe(head)
+
+
+def logit_transform(model: torch.nn.Module) -> LogitTransform:
+    """What ``model``'s config says its forward does to ``W h + b`` before the softmax:
+    Gemma-2/3's ``final_logit_softcapping``, Cohere's ``logit_scale`` (a factor),
+    Granite's ``logits_scaling`` (a divisor); the identity for a model without a config
+    or without these keys. Only a claim: collection checks it against the model's own
+    logits on load (:mod:`lingcollapse.collect.model`)."""
+    config = getattr(model, "config", None)
+    text = getattr(config, "get_text_config", None)
+    config = text() if callable(text) else config  # a multimodal model's language half
+    cap = _positive(config, "final_logit_softcapping")
+    scale = _positive(config, "logit_scale") or 1.0
+    divisor = _positive(config, "logits_scaling")
+    if divisor is not None:
+        scale /= divisor
+    return LogitTransform(scale=scale, softcap=cap)
+
+
+def _positive(config, key: str) -> float | None:
+    value = getattr(config, key, None)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        return None  # absent, None (soft-capping off), or no number
+    return float(value)
 
 
 @torch.inference_mode()

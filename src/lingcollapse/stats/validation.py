@@ -9,6 +9,14 @@ For every validation embedding ``h`` with true next token ``y`` one pass records
 and adds per true class the counts of agreements (Eq. 10), correct and NCC-correct
 predictions, and the summed loss. Everything is O(n·V·d) matrix work chunked over
 classes, so the (batch × classes) block stays bounded whatever the vocabulary.
+
+Some families transform ``W h + b`` before their softmax (:class:`LogitTransform`):
+Gemma-2/3 soft-cap it (``cap·tanh(z/cap)``), Cohere multiplies it by ``logit_scale``,
+Granite divides it by ``logits_scaling``. The loss is the model's own, so the transform
+is applied as the model applies it (here in float64); the decisions are made on the
+transformed logits too, the same way the model decides (a monotone increasing map
+leaves them as they were). The classifier of Eq. 1 and NC3's duality (Eq. 8) stay
+``W``: a transform after the head changes no weight.
 """
 
 from __future__ import annotations
@@ -33,6 +41,36 @@ def means_sha256(stats: ClassStats) -> str:
     digest.update(stats.counts.cpu().contiguous().numpy())  # the buffers, not a copy
     digest.update(stats.means.cpu().contiguous().numpy())
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class LogitTransform:
+    """What a model does to its head's ``z = W h + b`` before the softmax, in this
+    order: ``z · scale``, then ``cap · tanh(z / cap)`` where ``softcap`` is set.
+
+    Gemma-2's ``final_logit_softcapping`` is ``softcap``; Cohere's ``logit_scale`` is
+    ``scale``; Granite's ``logits_scaling`` s is ``scale = 1/s``. The identity is
+    ``LogitTransform()``."""
+
+    scale: float = 1.0
+    softcap: float | None = None
+
+    @property
+    def identity(self) -> bool:
+        return self.scale == 1.0 and self.softcap is None
+
+    def __call__(self, z: Tensor) -> Tensor:
+        """The transformed logits, in ``z``'s dtype (float64 in the accumulator)."""
+        if self.scale != 1.0:
+            z = z * self.scale
+        if self.softcap is not None:
+            z = torch.tanh(z / self.softcap) * self.softcap
+        return z
+
+    def __str__(self) -> str:
+        """``z``, ``0.0625·z``, ``30·tanh(z/30)``: as written in validation metadata."""
+        z = "z" if self.scale == 1.0 else f"{self.scale:g}·z"
+        return z if self.softcap is None else f"{self.softcap:g}·tanh({z}/{self.softcap:g})"
 
 
 @dataclass
@@ -89,7 +127,10 @@ class ValidationAccumulator:
     """Streams validation embeddings into :class:`ValidationStats`.
 
     ``weight`` (V, d) and ``bias`` (V,) are the model's classifier (``lm_head``); ``train``
-    gives the class means μ_c and the kept classes S = {c : N_c ≥ min_count}.
+    gives the class means μ_c and the kept classes S = {c : N_c ≥ min_count};
+    ``transform`` is what the model does to ``W h + b`` before its softmax (the identity
+    by default), applied to the logits computed from the weight, never to logits given
+    to :meth:`update` (the model's own, already transformed).
     """
 
     def __init__(
@@ -99,6 +140,7 @@ class ValidationAccumulator:
         train: ClassStats,
         min_count: int = 1,
         device: str | torch.device | None = None,
+        transform: LogitTransform | None = None,
     ) -> None:
         device = weight.device if device is None else torch.device(device)
         vocab_size, dim = weight.shape
@@ -116,10 +158,13 @@ class ValidationAccumulator:
         self.centre = means.mean(0)  # (d,)
         self.z = means - self.centre  # (C, d)
         self.z_sq = self.z.square().sum(1)  # (C,)
+        self.transform = LogitTransform() if transform is None else transform
         self.state = ValidationStats.empty(vocab_size, device)
         self.state.metadata.update(
             {"train_means_sha256": means_sha256(train), "min_count": str(max(min_count, 1))}
         )
+        if not self.transform.identity:  # files of untransformed heads stay as they were
+            self.state.metadata["logit_transform"] = str(self.transform)
 
     def update(self, h: Tensor, y: Tensor, logits: Tensor | None = None) -> None:
         """Add a batch: ``h`` (n, d), ``y`` (n,) true classes, optional ``logits`` (n, V)
@@ -150,8 +195,9 @@ class ValidationAccumulator:
         return loss.double(), top1, linear
 
     def _linear_from_weight(self, h: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Loss and decisions from ``W h + b`` computed in class chunks: a running
-        log-sum-exp over the full vocabulary and running argmaxes (all, and kept only)."""
+        """Loss and decisions from the transformed ``W h + b`` computed in class chunks: a
+        running log-sum-exp over the full vocabulary and running argmaxes (all, and kept
+        only). The transform is elementwise, so it applies block by block."""
         n, vocab = y.numel(), self.weight.shape[0]
         hw = h.to(self.weight.dtype)
         lse = torch.full((n,), -torch.inf, dtype=torch.float64, device=h.device)
@@ -166,6 +212,7 @@ class ValidationAccumulator:
             block = (hw @ self.weight[lo:hi].T).double()  # (n, c)
             if self.bias is not None:
                 block += self.bias[lo:hi].double()
+            block = self.transform(block)  # the model's logits (the identity for most)
             lse = torch.logaddexp(lse, torch.logsumexp(block, dim=1))
             inside = (y >= lo) & (y < hi)
             target[inside] = block[inside, y[inside] - lo]
