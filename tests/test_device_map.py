@@ -25,6 +25,7 @@ from lingcollapse.device import (
     statistics_device,
 )
 from lingcollapse.errors import UserError
+from lingcollapse.memory import gib
 from lingcollapse.stats.files import load_stats
 from test_collect import head_inputs
 from test_stats import brute
@@ -36,22 +37,28 @@ def data(tmp_path_factory):
     return data_dir(tmp_path_factory.mktemp("data"))
 
 
-def half_budget(family: str) -> str:
-    """``--max-memory`` for the CPU that holds about half of the tiny model: the rest is
-    left on disk."""
-    size = sum(p.numel() * p.element_size() for p in tiny_model(family).parameters())
-    return f"cpu={size // 2}"
+LAYERS = 4  # blocks of the tiny models split here
+
+
+def part_budget(family: str, element: int = 4) -> str:
+    """``--max-memory`` for the CPU that holds the embeddings and the first block or two
+    of the tiny model with ``element`` bytes a weight (accelerate keeps room for the
+    largest block besides): the other blocks are left on disk."""
+    size = element * sum(p.numel() for p in tiny_model(family, layers=LAYERS).parameters())
+    return f"cpu={int(0.65 * size)}"
 
 
 def split(model_dir, family: str, offload, dtype: str = "float32"):
-    budget = parse_max_memory(half_budget(family))
+    budget = parse_max_memory(part_budget(family, 2 if dtype == "bf16" else 4))
     kwargs = {"device_map": "sequential", "max_memory": budget, "offload_folder": str(offload)}
     return load_model(str(model_dir), dtype=dtype, **kwargs)
 
 
 def is_split(model) -> bool:
-    """accelerate's hooks hold some weights on disk (meta tensors in the module)."""
-    return "disk" in model.hf_device_map.values() and any(p.is_meta for p in model.parameters())
+    """Blocks in memory and blocks on disk, whose weights are meta tensors in the module
+    that accelerate's hooks read into each forward."""
+    blocks = {name: where for name, where in model.hf_device_map.items() if name[-1].isdigit()}
+    return {"cpu", "disk"} <= set(blocks.values()) and any(p.is_meta for p in model.parameters())
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -59,24 +66,24 @@ def test_split_model_matches_the_model_and_its_identity(family, data, tmp_path):
     """The oracle of test_collect (brute force on the head's input, the validation loss)
     for a model whose blocks run from disk, and the weights' SHA-256 of the model loaded
     whole (the fingerprint and the file's bytes: the tests below)."""
-    model_dir = save_model(tmp_path / "model", family)
+    model_dir = save_model(tmp_path / "model", family, layers=LAYERS)
     offload = tmp_path / "offload"
     placed = split(model_dir, family, offload)
     assert is_split(placed.model), placed.model.hf_device_map
     assert placed.body_only
     assert placed.weights_sha256() == load_model(str(model_dir)).weights_sha256()
     weight, _ = placed.classifier()
-    torch.testing.assert_close(weight, tiny_model(family).get_output_embeddings().weight)
+    model = tiny_model(family, layers=LAYERS).eval()
+    torch.testing.assert_close(weight, model.get_output_embeddings().weight)
 
     where = {
         "device_map": "sequential",
-        "max_memory": half_budget(family),
+        "max_memory": part_budget(family),
         "offload_folder": str(offload),
     }
     train = tmp_path / "train.safetensors"
     collect(CollectConfig(str(model_dir), str(data), out=str(train), batch_size=5, **where))
     stats = load_stats(train)
-    model = tiny_model(family).eval()
     ids = torch.from_numpy(np.load(data / "train.npy")).long()
     h, _ = head_inputs(model, ids)
     counts, means, m2 = brute(
@@ -110,21 +117,21 @@ def test_auto_on_the_cpu_writes_the_same_bytes(data, tmp_path, capsys):
 
 def test_hidden_layers_of_a_split_model(data, tmp_path):
     """Block outputs computed on disk-offloaded blocks are those of the whole model."""
-    model_dir = save_model(tmp_path / "model", "gpt2", layers=3)
+    model_dir = save_model(tmp_path / "model", "gpt2", layers=LAYERS)
     where = {
         "device_map": "balanced",
-        "max_memory": half_budget("gpt2"),
+        "max_memory": part_budget("gpt2"),
         "offload_folder": str(tmp_path / "off"),
     }
     out = tmp_path / "train.safetensors"
-    collect(CollectConfig(str(model_dir), str(data), out=str(out), layers="1,last", **where))
-    model = tiny_model("gpt2", layers=3).eval()
+    collect(CollectConfig(str(model_dir), str(data), out=str(out), layers="3,last", **where))
+    model = tiny_model("gpt2", layers=LAYERS).eval()
     ids = torch.from_numpy(np.load(data / "train.npy")).long()
     with torch.no_grad():
         hidden = model.transformer(input_ids=ids, output_hidden_states=True).hidden_states
-    stats = load_stats(tmp_path / "train.layer01.safetensors")
+    stats = load_stats(tmp_path / "train.layer03.safetensors")  # block 3 ran from disk
     counts, means, _ = brute(
-        hidden[1][:, :-1].reshape(-1, 16).double(), ids[:, 1:].reshape(-1).numpy(), VOCAB
+        hidden[3][:, :-1].reshape(-1, 16).double(), ids[:, 1:].reshape(-1).numpy(), VOCAB
     )
     assert stats.counts.tolist() == counts.tolist()
     np.testing.assert_allclose(stats.means.numpy(), means, rtol=1e-5, atol=1e-6)
@@ -132,14 +139,14 @@ def test_hidden_layers_of_a_split_model(data, tmp_path):
 
 def test_bf16_split_keeps_its_identity_and_float64_statistics(data, tmp_path):
     """Offloaded weights read back in the loaded dtype (bf16 from float32 files)."""
-    model_dir = save_model(tmp_path / "model", "llama")
+    model_dir = save_model(tmp_path / "model", "llama", layers=LAYERS)
     placed = split(model_dir, "llama", tmp_path / "off", dtype="bf16")
     assert is_split(placed.model)
     whole = load_model(str(model_dir), dtype="bf16")
     assert placed.weights_sha256() == whole.weights_sha256()
     assert placed.weights_sha256() != load_model(str(model_dir)).weights_sha256()
     out = tmp_path / "train.safetensors"
-    where = {"max_memory": half_budget("llama"), "offload_folder": str(tmp_path / "off")}
+    where = {"max_memory": part_budget("llama", element=2), "offload_folder": str(tmp_path / "off")}
     where |= {"device_map": "sequential", "dtype": "bf16"}
     collect(CollectConfig(str(model_dir), str(data), out=str(out), **where))
     assert load_stats(out).means.dtype == torch.float64
@@ -148,7 +155,7 @@ def test_bf16_split_keeps_its_identity_and_float64_statistics(data, tmp_path):
 def test_a_pass_interrupted_whole_resumes_split(data, tmp_path, monkeypatch):
     """The resume fingerprint does not depend on placement: a checkpoint written by the
     whole model is continued by the split one, and the file is the uninterrupted one."""
-    model_dir = save_model(tmp_path / "model", "gpt-neox")
+    model_dir = save_model(tmp_path / "model", "gpt-neox", layers=LAYERS)
     kw = {"batch_size": 4, "checkpoint_every": 8}
     plain = tmp_path / "plain.safetensors"
     collect(CollectConfig(str(model_dir), str(data), out=str(plain), device="cpu", **kw))
@@ -170,7 +177,7 @@ def test_a_pass_interrupted_whole_resumes_split(data, tmp_path, monkeypatch):
     monkeypatch.undo()
     partial = tmp_path / "train.safetensors.partial"
     assert partial.is_file() and not out.exists()
-    where = {"max_memory": half_budget("gpt-neox"), "offload_folder": str(tmp_path / "off")}
+    where = {"max_memory": part_budget("gpt-neox"), "offload_folder": str(tmp_path / "off")}
     collect(
         CollectConfig(str(model_dir), str(data), out=str(out), device_map="auto", **kw, **where)
     )
@@ -179,21 +186,23 @@ def test_a_pass_interrupted_whole_resumes_split(data, tmp_path, monkeypatch):
 
 
 def test_a_map_that_cannot_hold_the_model_is_one_error(data, tmp_path, capsys):
-    model_dir = save_model(tmp_path / "model", "gpt2")
+    """Checked on the empty model before any weight is read: nothing is written."""
+    model_dir = save_model(tmp_path / "model", "gpt2", layers=LAYERS)
     out = tmp_path / "stats" / "train.safetensors"
     argv = ["collect", model_dir, "--data", data, "--out", out, "--device-map", "auto"]
+    part, offload = part_budget("gpt2"), ["--offload-folder", tmp_path / "off"]
     capsys.readouterr()
-    assert main([str(a) for a in [*argv, "--max-memory", "cpu=10KiB"]]) == 2
+    assert main([str(a) for a in [*argv, "--max-memory", part]]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: the model needs"), err
-    assert re.search(r"is 10 KiB on cpu, so \d+ KiB of it would be left on disk", err[0])
+    room = gib(int(part.removeprefix("cpu=")))
+    assert re.search(rf"is {room} on cpu, so \d+ KiB of it would be left on disk", err[0])
     assert "--offload-folder" in err[0]
-    assert not (tmp_path / "stats").exists()
-    offload = tmp_path / "off"
-    assert (
-        main([str(a) for a in [*argv, "--max-memory", "cpu=10KiB", "--offload-folder", offload]])
-        == 0
-    )
+    assert main([str(a) for a in [*argv, "--max-memory", "cpu=10KiB", *offload]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # not even a block fits: no way to run
+    assert len(err) == 1 and err[0].endswith("which holds no part of it: raise --max-memory")
+    assert not (tmp_path / "stats").exists() and not (tmp_path / "off").exists()
+    assert main([str(a) for a in [*argv, "--max-memory", part, *offload]]) == 0
     assert out.is_file()
 
 
@@ -253,21 +262,21 @@ def test_torchrun_ranks_take_disjoint_groups_of_gpus():
 
 
 def test_each_rank_budgets_its_own_gpus():
-    gib = 2**30
-    free = {0: 10 * gib, 1: 20 * gib, 2: 30 * gib, 3: 40 * gib, "cpu": 100 * gib}
+    G = 2**30  # bytes
+    free = {0: 10 * G, 1: 20 * G, 2: 30 * G, 3: 40 * G, "cpu": 100 * G}
     mine = group_max_memory(None, [2, 3], free, local_world=2)
-    assert mine == {2: int(HEADROOM * 30 * gib), 3: int(HEADROOM * 40 * gib), "cpu": 45 * gib}
+    assert mine == {2: int(HEADROOM * 30 * G), 3: int(HEADROOM * 40 * G), "cpu": 45 * G}
     budget = parse_max_memory("0=5GiB,1=6GiB,cpu=64GiB")  # within the group
     assert group_max_memory(budget, [2, 3], local_world=2) == {
-        2: 5 * gib,
-        3: 6 * gib,
-        "cpu": 64 * gib,
+        2: 5 * G,
+        3: 6 * G,
+        "cpu": 64 * G,
     }
-    assert group_max_memory({"cpu": gib}, [0, 1]) == {"cpu": gib}  # unnamed GPUs unused
+    assert group_max_memory({"cpu": G}, [0, 1]) == {"cpu": G}  # unnamed GPUs unused
     with pytest.raises(UserError, match="each torchrun rank holds 2 GPUs"):
-        group_max_memory({2: gib}, [2, 3], local_world=2)
+        group_max_memory({2: G}, [2, 3], local_world=2)
     with pytest.raises(UserError, match="no GPU is visible"):
-        group_max_memory({0: gib}, [])
+        group_max_memory({0: G}, [])
 
 
 def test_statistics_device_follows_the_head_input_or_the_option():
@@ -287,21 +296,33 @@ def test_statistics_device_follows_the_head_input_or_the_option():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_split_over_the_gpu_and_the_cpu(data, tmp_path):
-    """Part on GPU 0, the rest offloaded to the CPU (meta in the module, moved to the GPU
-    for each forward): the statistics live on the GPU where the head's input is, and
-    match the whole model on the CPU."""
-    model_dir = save_model(tmp_path / "model", "gpt-neo", layers=4)
-    size = sum(p.numel() * p.element_size() for p in tiny_model("gpt-neo", layers=4).parameters())
-    budget = {0: size // 2, "cpu": 2**30}
-    placed = load_model(str(model_dir), device_map="sequential", max_memory=budget)
+    """The first blocks on GPU 0, the rest and the head offloaded to the CPU (meta in the
+    module, moved to the GPU for each forward): the statistics live on the GPU, where the
+    head's input is, and match the whole model's; so does the validation pass, which
+    reads the offloaded head."""
+    model_dir = save_model(tmp_path / "model", "llama", layers=LAYERS)
+    size = sum(
+        p.numel() * p.element_size() for p in tiny_model("llama", layers=LAYERS).parameters()
+    )
+    budget = f"0={int(0.65 * size)},cpu=1GiB"
+    placed = load_model(
+        str(model_dir), device_map="sequential", max_memory=parse_max_memory(budget)
+    )
     assert {0, "cpu"} <= set(placed.model.hf_device_map.values()), placed.model.hf_device_map
-    assert placed.output_device().type == "cuda"
+    assert placed.model.hf_device_map["lm_head"] == "cpu"
+    assert placed.output_device() == torch.device("cuda", 0)
     assert placed.weights_sha256() == load_model(str(model_dir)).weights_sha256()
-    where = {"device_map": "sequential", "max_memory": f"0={size // 2},cpu=1GiB"}
-    gpu, cpu = tmp_path / "gpu.safetensors", tmp_path / "cpu.safetensors"
-    collect(CollectConfig(str(model_dir), str(data), out=str(gpu), **where))
-    collect(CollectConfig(str(model_dir), str(data), out=str(cpu), device="cpu"))
-    a, b = load_stats(gpu), load_stats(cpu)
+    where = {"device_map": "sequential", "max_memory": budget}
+    out = {name: tmp_path / f"{name}.safetensors" for name in ("gpu", "cpu", "vgpu", "vcpu")}
+    collect(CollectConfig(str(model_dir), str(data), out=str(out["gpu"]), **where))
+    collect(CollectConfig(str(model_dir), str(data), out=str(out["cpu"]), device="cpu"))
+    a, b = load_stats(out["gpu"]), load_stats(out["cpu"])
     assert torch.equal(a.counts, b.counts)
     torch.testing.assert_close(a.means, b.means, rtol=1e-5, atol=1e-6)
     assert a.metadata["weights_sha256"] == b.metadata["weights_sha256"]
+    val = {"split": "validation", "train_stats": str(out["cpu"])}
+    collect(CollectConfig(str(model_dir), str(data), out=str(out["vgpu"]), **val, **where))
+    collect(CollectConfig(str(model_dir), str(data), out=str(out["vcpu"]), **val, device="cpu"))
+    va, vb = load_stats(out["vgpu"]).totals(), load_stats(out["vcpu"]).totals()
+    assert va["val_loss"] == pytest.approx(vb["val_loss"], rel=1e-5)
+    assert va["n_val_samples"] == vb["n_val_samples"]

@@ -71,14 +71,18 @@ def plan(
         )
     sizes = compute_module_sizes(meta, dtype=dtype)
     on = _bytes_on(device_map, sizes)
-    if "disk" in on and not offload:
+    if "disk" in on and (not offload or len(on) == 1):
         room = ", ".join(f"{gib(size)} on {_name(key)}" for key, size in max_memory.items())
-        raise UserError(
+        needs = (
             f"the model needs {gib(sizes[''])} in {str(dtype).removeprefix('torch.')} but "
-            f"the budget (--max-memory, else 90% of what is free) is {room or 'nothing'}, "
-            f"so {gib(on['disk'])} of it would be left on disk: raise --max-memory, add a "
-            "GPU, or give --offload-folder DIR to read those layers from disk in every "
-            "batch (slow)"
+            f"the budget (--max-memory, else 90% of what is free) is {room or 'nothing'}"
+        )
+        if len(on) == 1:  # not even its first layer fits: nowhere to run the others
+            raise UserError(f"{needs}, which holds no part of it: raise --max-memory")
+        raise UserError(
+            f"{needs}, so {gib(on['disk'])} of it would be left on disk: raise --max-memory, "
+            "add a GPU, or give --offload-folder DIR to read those layers from disk in "
+            "every batch (slow)"
         )
     log.info(
         "device map (%s): %s",
