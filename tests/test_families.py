@@ -160,6 +160,18 @@ def test_logit_transforms_are_read_from_the_config():
     assert str(LogitTransform(scale=0.0625, softcap=30.0)) == "30·tanh(0.0625·z/30)"
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_the_load_check_finds_the_transform_in_every_dtype(dtype):
+    """The model's logits are checked to the rounding of its dtype: a transform the
+    config names is found in half precision too, and a temperature no key names (the
+    tempered family divides by 2) is told apart from it in every dtype."""
+    for family in ("gemma2", "cohere", "granite", "llama"):
+        wrapped = embedding_model(tiny_model(family).to(dtype).eval(), family)
+        assert wrapped.logits == TRANSFORMS.get(family, LogitTransform()), family
+    tempered = embedding_model(odd_model("tempered").to(dtype), "tempered")
+    assert tempered.logits is None and "differ by up to" in tempered.logits_problem
+
+
 @pytest.mark.parametrize("transform", [LogitTransform(softcap=0.7), LogitTransform(scale=2.5)])
 def test_the_accumulator_applies_the_transform_like_a_brute_force(transform, monkeypatch):
     import lingcollapse.stats.validation as validation

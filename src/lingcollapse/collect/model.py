@@ -267,9 +267,10 @@ def embedding_model(model: nn.Module, name: str, revision: str | None = None) ->
         raise UserError(f"expected a torch.nn.Module causal LM, not {type(model).__name__}")
     output_layer(model)  # a UserError when there is none
     wrapped = EmbeddingModel(model, name, revision, body_only=True)
-    wrapped.body_only = _body_is_head_input(wrapped)
+    probe = _probe(wrapped)  # one forward through the head serves both checks
+    wrapped.body_only = _body_is_head_input(wrapped, probe)
     _check_finite(wrapped)
-    wrapped.logits, wrapped.logits_problem = _check_logits(wrapped)
+    wrapped.logits, wrapped.logits_problem = _check_logits(wrapped, probe)
     return wrapped
 
 
@@ -304,10 +305,19 @@ def _check_finite(m: EmbeddingModel) -> None:
 
 
 @torch.inference_mode()
-def _body_is_head_input(m: EmbeddingModel) -> bool:
-    """Does base_model(...).last_hidden_state equal the input of the output layer?"""
+def _probe(m: EmbeddingModel) -> tuple[Tensor, object, Tensor]:
+    """``(ids (1, 8), the model's output, the head's input (1, 8, d))``: the whole model
+    run once on 8 tokens (a model split over devices, even offloaded, reads its weights
+    once for the checks of :func:`embedding_model`)."""
     ids = torch.arange(8, device=m.device).remainder(m.vocab_size).unsqueeze(0)  # (1, 8)
-    _, head_input = m._through_head(ids, hidden=False)
+    out, head_input = m._through_head(ids, hidden=False)
+    return ids, out, head_input
+
+
+@torch.inference_mode()
+def _body_is_head_input(m: EmbeddingModel, probe: tuple) -> bool:
+    """Does base_model(...).last_hidden_state equal the input of the output layer?"""
+    ids, _, head_input = probe
     if not m.hf_style:
         return False
     try:
@@ -318,12 +328,11 @@ def _body_is_head_input(m: EmbeddingModel) -> bool:
 
 
 @torch.inference_mode()
-def _check_logits(m: EmbeddingModel) -> tuple[LogitTransform | None, str]:
+def _check_logits(m: EmbeddingModel, probe: tuple) -> tuple[LogitTransform | None, str]:
     """The transform that turns the head's output on the probe into the model's own
     logits: the one its config names, else the identity; ``(None, how they differ)``
     where neither does (an unknown transform after the head, or no logits returned)."""
-    ids = torch.arange(8, device=m.device).remainder(m.vocab_size).unsqueeze(0)  # (1, 8)
-    out, h = m._through_head(ids, hidden=False)
+    ids, out, h = probe
     if isinstance(out, tuple | list):
         out = out[0] if out else None
     logits = out if isinstance(out, Tensor) else getattr(out, "logits", None)
