@@ -7,7 +7,10 @@ each forward (they are meta tensors in the module). Where CUDA is present the sa
 checks run over the GPU and the CPU.
 """
 
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -27,7 +30,7 @@ from lingcollapse.device import (
 from lingcollapse.errors import UserError
 from lingcollapse.memory import gib
 from lingcollapse.stats.files import load_stats
-from test_collect import head_inputs
+from test_collect import BIN, head_inputs
 from test_stats import brute
 from tiny import FAMILIES, VOCAB, data_dir, save_model, tiny_model
 
@@ -204,6 +207,30 @@ def test_a_map_that_cannot_hold_the_model_is_one_error(data, tmp_path, capsys):
     assert not (tmp_path / "stats").exists() and not (tmp_path / "off").exists()
     assert main([str(a) for a in [*argv, "--max-memory", part, *offload]]) == 0
     assert out.is_file()
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_with_a_device_map_equal_one_process(data, tmp_path):
+    """Under torchrun each rank places its own copy by the map (no GPU here: each its
+    share of the CPU) and takes its block of sequences; rank 0 merges them."""
+    model_dir = save_model(tmp_path / "model", "llama")
+    one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
+    collect(CollectConfig(str(model_dir), str(data), out=str(one), device="cpu", batch_size=3))
+    argv = ["--nproc-per-node", "2", "--master-port", "29519", "--no-python"]
+    argv += [BIN / "lingcollapse", "collect", model_dir, "--data", data, "--out", two]
+    argv += ["--device-map", "auto", "--batch-size", "3"]
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    a, b = load_stats(one), load_stats(two)
+    assert torch.equal(a.counts, b.counts)
+    torch.testing.assert_close(a.means, b.means, rtol=1e-5, atol=1e-6)
+    assert a.metadata["fingerprint"] == b.metadata["fingerprint"]
 
 
 @pytest.mark.parametrize(
