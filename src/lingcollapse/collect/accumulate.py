@@ -109,8 +109,8 @@ def add_batch(
         real = attention_mask.bool()
         keep &= real[:, 1:] & real[:, :-1]
     targets = shifted[keep]  # (n,)
-    for layer, h in embeddings.items():
-        accs[layer].update(h[:, :-1][keep], targets)  # (n, d)
+    for layer, h in embeddings.items():  # split over devices, h is where its block ran
+        accs[layer].update(h[:, :-1][keep.to(h.device)], targets)  # (n, d)
     return targets.numel()
 
 
