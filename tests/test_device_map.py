@@ -64,7 +64,12 @@ def is_split(model) -> bool:
     return {"cpu", "disk"} <= set(blocks.values()) and any(p.is_meta for p in model.parameters())
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+# the four, OPT-350m's shape (a head of half the width after project_out) and Gemma-2's
+# soft-capped logits (validation through the transform)
+SPLIT = [*FAMILIES, "opt-350m-like", "gemma2"]
+
+
+@pytest.mark.parametrize("family", SPLIT)
 def test_split_model_matches_the_model_and_its_identity(family, data, tmp_path):
     """The oracle of test_collect (brute force on the head's input, the validation loss)
     for a model whose blocks run from disk, and the weights' SHA-256 of the model loaded
@@ -74,6 +79,10 @@ def test_split_model_matches_the_model_and_its_identity(family, data, tmp_path):
     placed = split(model_dir, family, offload)
     assert is_split(placed.model), placed.model.hf_device_map
     assert placed.body_only
+    ids = torch.from_numpy(np.load(data / "train.npy")[:2]).long()
+    body = placed.embeddings(ids, ["last"])["last"]
+    placed.body_only = False  # the whole model, its head's input read by a hook
+    assert torch.equal(placed.embeddings(ids, ["last"])["last"], body)
     assert placed.weights_sha256() == load_model(str(model_dir)).weights_sha256()
     weight, _ = placed.classifier()
     model = tiny_model(family, layers=LAYERS).eval()
