@@ -20,9 +20,11 @@ from lingcollapse.collect.model import embedding_model, load_model
 from lingcollapse.errors import UserError
 from lingcollapse.memory import ModelShape
 from lingcollapse.metrics.classifier import logit_transform, output_layer
+from lingcollapse.models import registry
 from lingcollapse.stats.classes import class_stats
 from lingcollapse.stats.files import load_stats
 from lingcollapse.stats.validation import LogitTransform, ValidationAccumulator
+from lingcollapse.train.loop import _Objective
 from test_stats import brute
 from tiny import MATRIX, VOCAB, WIDTH, data_dir, odd_model, tiny_model
 
@@ -236,3 +238,35 @@ def test_model_shape_reads_every_family(family):
     tensors = [*model.parameters(), *model.buffers()]
     assert shape.weights == sum(t.numel() * t.element_size() for t in tensors)
     assert shape.eager_attention == (family in ("gpt-neo", "gemma2"))  # scores (B, H, T, T)
+
+
+@pytest.mark.parametrize("family", ["mistral", "qwen2", "gemma", "phi3", "opt", "falcon"])
+def test_registered_families_train_on_the_models_own_loss(family):
+    """``train --family NAME``: the architecture at the asked width × depth with 16 heads
+    and no padding row, and train's objective (cross-entropy of the head's W h + b on
+    the base model's output) is the model's own loss."""
+    model = registry.build(family, 64, 2, 300, 0, max_positions=64)
+    config = model.config
+    assert type(model).__name__ == registry.FAMILIES[family].model_class
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (
+        64, 2, 16,
+    )  # fmt: skip
+    assert model.get_input_embeddings().padding_idx is None  # every row trains
+    assert registry.family_of(config) == family
+    ids = torch.randint(0, 300, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        summed, _ = _Objective(model)(ids)
+        own = model(input_ids=ids, labels=ids).loss
+    assert float(summed) / ids[:, 1:].numel() == pytest.approx(float(own), rel=1e-5)
+
+
+def test_a_soft_capped_family_is_no_training_family():
+    """Gemma-2 soft-caps its logits: train's objective on W h + b would not be its loss."""
+    model = tiny_model("gemma2").eval()
+    ids = torch.randint(0, VOCAB, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        summed, _ = _Objective(model)(ids)
+        own = model(input_ids=ids, labels=ids).loss
+    assert abs(float(summed) / ids[:, 1:].numel() - float(own)) > 1e-3
+    with pytest.raises(UserError, match="unknown model family 'gemma2'"):
+        registry.family("gemma2")

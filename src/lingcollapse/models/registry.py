@@ -6,11 +6,24 @@ LMs, so a study can ask whether collapse depends on the architecture:
 
 - ``gpt2``: learned positions, fused QKV, scaled attention, GELU MLP of 4d;
 - ``gpt-neox`` (Pythia's): rotary positions, parallel attention and MLP, untied head;
-- ``llama``: rotary positions, RMSNorm, SwiGLU MLP of 4d, untied head.
+- ``llama``: rotary positions, RMSNorm, SwiGLU MLP of 4d, untied head;
+- ``mistral``: Llama's blocks with sliding-window attention (a window of 4,096: longer
+  than any context here, as in Mistral-7B on short texts);
+- ``qwen2``: Llama's blocks with biases on q, k and v;
+- ``gemma``: GeGLU MLP, RMSNorm of (1 + w), embeddings scaled by √d, tied head;
+- ``phi3``: Llama's blocks with fused qkv and gate-up projections;
+- ``opt``: learned positions, pre-LayerNorm, ReLU MLP of 4d, biases, tied head;
+- ``falcon``: rotary positions, parallel attention and MLP, multi-query attention (one
+  key-value head), tied head.
+
+Gemma-2, Cohere and Granite, whose forward transforms the head's logits (soft-capping, a
+scale), are no training families: ``train``'s objective is the cross-entropy of the
+head's own ``W h + b``. (``collect`` reads them all, transforms included.)
 
 Each builds offline from a config (no download) with 16 heads (fewer for tiny widths),
-no dropout and the tokenizer's vocabulary. Names are case-insensitive, with aliases
-(``neo``, ``pythia``, ``neox``, …) and a "did you mean" for a near miss.
+no dropout, no padding token (its embedding row would never train) and the tokenizer's
+vocabulary. Names are case-insensitive, with aliases (``neo``, ``pythia``, ``neox``, …)
+and a "did you mean" for a near miss.
 """
 
 from __future__ import annotations
@@ -73,6 +86,61 @@ def _llama(width, depth, vocab, positions, eos, **overrides):
     })  # fmt: skip
 
 
+def _llama_like(config_class: str, width, depth, vocab, positions, eos, **overrides):
+    """Llama's config keys, shared by Mistral, Qwen2, Gemma and Phi-3: every head its own
+    key and value (the paper's GPT-Neo has no grouped-query attention), 4d MLP."""
+    import transformers
+
+    heads = heads_for(width)
+    return getattr(transformers, config_class)(**{
+        "vocab_size": vocab, "hidden_size": width, "num_hidden_layers": depth,
+        "num_attention_heads": heads, "num_key_value_heads": heads,
+        "head_dim": width // heads, "intermediate_size": 4 * width,
+        "max_position_embeddings": positions, "attention_dropout": 0.0,
+        "pad_token_id": None, "bos_token_id": eos, "eos_token_id": eos, **overrides,
+    })  # fmt: skip
+
+
+def _mistral(width, depth, vocab, positions, eos, **overrides):
+    return _llama_like("MistralConfig", width, depth, vocab, positions, eos, **overrides)
+
+
+def _qwen2(width, depth, vocab, positions, eos, **overrides):
+    return _llama_like("Qwen2Config", width, depth, vocab, positions, eos, **overrides)
+
+
+def _gemma(width, depth, vocab, positions, eos, **overrides):
+    return _llama_like("GemmaConfig", width, depth, vocab, positions, eos, **overrides)
+
+
+def _phi3(width, depth, vocab, positions, eos, **overrides):
+    overrides = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, **overrides}
+    return _llama_like("Phi3Config", width, depth, vocab, positions, eos, **overrides)
+
+
+def _opt(width, depth, vocab, positions, eos, **overrides):
+    from transformers import OPTConfig
+
+    return OPTConfig(**{
+        "vocab_size": vocab, "hidden_size": width, "word_embed_proj_dim": width,
+        "num_hidden_layers": depth, "num_attention_heads": heads_for(width),
+        "ffn_dim": 4 * width, "max_position_embeddings": positions, "dropout": 0.0,
+        "attention_dropout": 0.0, "pad_token_id": None, "bos_token_id": eos,
+        "eos_token_id": eos, **overrides,
+    })  # fmt: skip
+
+
+def _falcon(width, depth, vocab, positions, eos, **overrides):
+    from transformers import FalconConfig
+
+    return FalconConfig(**{
+        "vocab_size": vocab, "hidden_size": width, "num_hidden_layers": depth,
+        "num_attention_heads": heads_for(width), "ffn_hidden_size": 4 * width,
+        "max_position_embeddings": positions, "hidden_dropout": 0.0,
+        "attention_dropout": 0.0, "bos_token_id": eos, "eos_token_id": eos, **overrides,
+    })  # fmt: skip
+
+
 FAMILIES = {
     f.name: f
     for f in (
@@ -81,6 +149,12 @@ FAMILIES = {
         Family("gpt-neox", ("gptneox", "gpt_neox", "neox", "pythia"), _gpt_neox,
                "GPTNeoXForCausalLM"),
         Family("llama", ("llama2", "llama3"), _llama, "LlamaForCausalLM"),
+        Family("mistral", (), _mistral, "MistralForCausalLM"),
+        Family("qwen2", ("qwen", "qwen-2", "qwen_2"), _qwen2, "Qwen2ForCausalLM"),
+        Family("gemma", (), _gemma, "GemmaForCausalLM"),
+        Family("phi3", ("phi-3", "phi_3"), _phi3, "Phi3ForCausalLM"),
+        Family("opt", (), _opt, "OPTForCausalLM"),
+        Family("falcon", (), _falcon, "FalconForCausalLM"),
     )
 }  # fmt: skip
 _BY_NAME = {alias: f for f in FAMILIES.values() for alias in (f.name, *f.aliases)}
