@@ -11,16 +11,19 @@ p bytes per model element (4 float32, 2 bf16/fp16); float64 is 8 bytes.
 - ``measure`` (:func:`measure_bytes`): the inputs (stats 8·V·d, classifier 4·V·d), the
   centred means Z (8·C·d) and the largest of: one (C, d) temporary, the tile buffers
   (4 × 8·t²), W_S in float64 with one product (2 × 8·C·d), the d×d covariance work.
-- ``collect`` (:func:`collect_bytes`): the model, the statistics (train: 16·V·d per layer;
-  validation: 8·C·d per layer) and the largest of: one batch's forward pass (with
-  GPT-Neo's eager attention the (B, H, T, T) float32 scores dominate: 2 × 4·B·H·T²),
-  its statistics update, and finishing the statistics (one 8·V·d per layer, plus one).
+- ``collect`` (:func:`collect_bytes`): the model, the statistics (train: 16·R·d per layer
+  for the R classes the data holds as targets, R ≤ V; validation: 8·C·d per layer) and
+  the largest of: one batch's forward pass (with GPT-Neo's eager attention the
+  (B, H, T, T) float32 scores dominate: 2 × 4·B·H·T²), its statistics update, and
+  finishing the statistics, one layer at a time (8·V·d + 16·R·d). Layers whose
+  statistics do not fit together are collected in several passes (:func:`layer_passes`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,35 +196,56 @@ def forward_bytes(
     return 2 * act + body + mask + hidden_states * act + head  # + residual, norm output
 
 
-def update_bytes(m: ModelShape, batch: int, seq_len: int, split: str) -> int:
+def update_bytes(
+    m: ModelShape, batch: int, seq_len: int, split: str, rows: int | None = None
+) -> int:
     """Turning one layer's (B, T−1, d) embeddings into statistics: their copy, and the
-    float64 work buffers of ClassAccumulator.update or ValidationAccumulator.update."""
+    float64 work buffers of ClassAccumulator.update (of R rows) or
+    ValidationAccumulator.update."""
     n = batch * (seq_len - 1)
     copy = n * m.dim * m.elem
     if split == "train":
-        return copy + 2 * F64 * min(2**19, n * m.dim) + 3 * F64 * m.vocab  # 2 chunks, bincounts
+        rows = m.vocab if rows is None else rows
+        # 2 chunks; (R,) bincounts and first samples; (n,) targets, their rows, positions
+        return copy + 2 * F64 * min(2**19, n * m.dim) + 3 * F64 * rows + 3 * F64 * n
     # (n, d) float64 centred embeddings, five (n, 2²²/n) float64 blocks, ten (n,) vectors
     return copy + F64 * n * m.dim + 5 * F64 * max(2**22, n) + 10 * F64 * n
 
 
-def stats_bytes(m: ModelShape, split: str, layers: int, classes: int, covariance: bool) -> int:
-    """The statistics held through the pass: train, per layer the shifts and sums (V, d)
-    float64 (and the d × d scatter); validation, the centred means (C, d) and (V,) counts."""
+def stats_bytes(
+    m: ModelShape,
+    split: str,
+    layers: int,
+    classes: int,
+    covariance: bool,
+    rows: int | None = None,
+) -> int:
+    """The statistics held through the pass: train, per layer the shifts and sums (R, d)
+    float64 of the R classes kept (all V by default), their counts, Q and ids, the (V,)
+    row of each id (and the d × d scatter); validation, the centred means (C, d) and
+    (V,) counts."""
     if split == "train":
-        per_layer = F64 * (2 * m.vocab * m.dim + 2 * m.vocab)
+        rows = m.vocab if rows is None else rows
+        per_layer = F64 * (2 * rows * m.dim + 3 * rows + m.vocab)
         per_layer += F64 * m.dim * m.dim if covariance else 0
     else:
         per_layer = F64 * classes * (m.dim + 2) + 5 * F64 * m.vocab
     return layers * per_layer
 
 
-def finish_bytes(m: ModelShape, split: str, layers: int, classes: int, covariance: bool) -> int:
-    """After the pass (train): the finished means of every layer, one (V, d) temporary,
-    another with the covariance. Before it (validation): the train stats file and the
-    gathered means (C, d) while the centred means are made."""
+def finish_bytes(
+    m: ModelShape, split: str, classes: int, covariance: bool, rows: int | None = None
+) -> int:
+    """After the pass (train), one layer at a time (``collect`` writes each layer's file
+    before it finishes the next): the finished (V, d) means with their (V,) vectors, and
+    the (R, d) offsets and means they are made from; with the covariance the (V, d) and
+    (R, d) roots and two (d, d) products. Before it (validation): one train stats file
+    and the gathered means (C, d) while the centred means are made."""
     vd = F64 * m.vocab * m.dim
     if split == "train":
-        return layers * vd + vd + (vd if covariance else 0)
+        rd = F64 * (m.vocab if rows is None else rows) * m.dim
+        extra = vd + rd + 2 * F64 * m.dim * m.dim if covariance else 0
+        return vd + 2 * rd + 3 * F64 * m.vocab + extra
     return vd + F64 * classes * m.dim
 
 
@@ -235,17 +259,19 @@ def collect_work_bytes(
     classes: int | None = None,
     covariance: bool = False,
     logits: bool = False,
+    rows: int | None = None,
 ) -> int:
-    """What a pass allocates beside the loaded model: the statistics, and the largest of
-    one batch (forward pass, then the statistics update) and finishing the statistics."""
+    """What a pass allocates beside the loaded model: the statistics of ``layers`` (of
+    ``rows`` classes each, train), and the largest of one batch (forward pass, then the
+    statistics update) and finishing the statistics of one layer."""
     classes = m.vocab if classes is None else classes
-    state = stats_bytes(m, split, layers, classes, covariance)
+    state = stats_bytes(m, split, layers, classes, covariance, rows)
     outputs = max(hidden_states, 1) * batch * seq_len * m.dim * m.elem
     step = max(
         forward_bytes(m, batch, seq_len, hidden_states, logits),
-        outputs + update_bytes(m, batch, seq_len, split),
+        outputs + update_bytes(m, batch, seq_len, split, rows),
     )
-    return state + max(step, finish_bytes(m, split, layers, classes, covariance))
+    return state + max(step, finish_bytes(m, split, classes, covariance, rows))
 
 
 def collect_bytes(
@@ -257,18 +283,65 @@ def collect_bytes(
     classes: int | None = None,
     covariance: bool = False,
     gpu: bool = False,
+    rows: int | None = None,
 ) -> Footprint:
     """Peak of ``lingcollapse collect --layers last``: the model and the work of
     :func:`collect_work_bytes`."""
-    work = collect_work_bytes(m, batch, seq_len, split, layers, 0, classes, covariance)
+    work = collect_work_bytes(m, batch, seq_len, split, layers, 0, classes, covariance, rows=rows)
     if gpu:  # the weights are read on the CPU; checkpoints copy the statistics back to it
-        state = stats_bytes(m, split, layers, m.vocab if classes is None else classes, False)
+        kept = m.vocab if classes is None else classes
+        state = stats_bytes(m, split, layers, kept, False, rows)
         return Footprint(
             PROCESS_BYTES + m.weights + state + F64 * m.vocab * m.dim, m.weights + work
         )
     # on the CPU the weights count twice: the model's copy and the file transformers read
     # them from, which stays mapped (measured: 0.48 GiB resident for 0.30 GiB of weights)
     return Footprint(PROCESS_BYTES + ALLOCATOR_SLACK + 2 * m.weights + work)
+
+
+def layer_passes(
+    m: ModelShape,
+    layers: Sequence,
+    batch: int,
+    seq_len: int,
+    free: int,
+    split: str = "train",
+    hidden_states: int = 0,
+    classes: int | None = None,
+    covariance: bool = False,
+    logits: bool = False,
+    rows: int | None = None,
+) -> list[list]:
+    """``layers``, in order, cut into the fewest passes over the data whose work
+    (:func:`collect_work_bytes`: the statistics of the pass's layers beside one batch)
+    fits in ``free`` bytes, as even as can be: of 33 layers with room for 9 at a time,
+    4 passes of 9, 8, 8 and 8. Every pass holds at least one layer; a
+    :class:`UserError` when not even one fits beside a batch.
+
+    One pass costs a forward pass over the whole data (with every hidden state, so it
+    costs the same for one layer as for all), hence as few passes as fit."""
+    layers = list(layers)
+
+    def need(count: int) -> int:
+        return collect_work_bytes(
+            m, batch, seq_len, split, count, hidden_states, classes, covariance, logits, rows
+        )
+
+    if not layers:
+        return []
+    if need(1) > free:
+        raise UserError(
+            f"the statistics of one layer beside a batch of {batch} × {seq_len:,} tokens "
+            f"need {gib(need(1))} but {gib(free)} is free; lower --batch-size or use --dtype bf16"
+        )
+    low, high = 1, len(layers)  # the most layers that fit together, by bisection
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if need(mid) <= free else (low, mid - 1)
+    count = -(-len(layers) // low)  # passes
+    sizes = [len(layers) // count + (i < len(layers) % count) for i in range(count)]
+    starts = [sum(sizes[:i]) for i in range(count)]
+    return [layers[start : start + size] for start, size in zip(starts, sizes, strict=True)]
 
 
 # ------------------------------------------------------------------- what is free

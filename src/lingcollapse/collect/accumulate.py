@@ -27,13 +27,18 @@ IGNORE_INDEX = -100  # Hugging Face's label of a position without a target
 
 
 def train_accumulators(
-    model: EmbeddingModel, layers: list, covariance: bool, device: torch.device
+    model: EmbeddingModel,
+    layers: list,
+    covariance: bool,
+    device: torch.device,
+    classes: Tensor | None = None,
 ) -> dict:
-    """One :class:`ClassAccumulator` (float64, on ``device``) per layer, each as wide as
-    its layer (OPT-350m's blocks are wider than its head's input)."""
+    """One :class:`ClassAccumulator` (float64, on ``device``) per layer, with rows for
+    ``classes`` alone where given (the targets the data holds), else for all V. Each
+    is as wide as its layer (OPT-350m's blocks are wider than its head's input)."""
     widths = model.widths(layers)
     return {
-        layer: ClassAccumulator(model.vocab_size, widths[layer], covariance, device)
+        layer: ClassAccumulator(model.vocab_size, widths[layer], covariance, device, classes)
         for layer in layers
     }
 

@@ -10,6 +10,12 @@ cursor go atomically into ``OUT.partial``, with a SHA-256 of the state in its me
 the same command after an interruption (even ``kill -9``) restores them and ends with the
 very bytes an uninterrupted run writes. A damaged checkpoint or output is reported, never
 used.
+Within memory (:mod:`.passes`): train statistics keep rows for the classes the shard
+holds as targets, and layers whose statistics do not fit together beside the model are
+collected in several passes over the data, said before the first starts. Each pass
+checkpoints into ``OUT.partial`` (with its layers) and writes its layers' files, one
+layer at a time, when it ends; a re-run skips the layers whose files exist and resumes
+the checkpoint's pass first. The files are those one pass writes, byte for byte.
 Data-parallel: ``--shard I/N`` takes a disjoint block of sequences; under ``torchrun``
 each rank takes a block of that and rank 0 merges the ranks' statistics.
 
@@ -35,7 +41,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from lingcollapse import faults, memory
-from lingcollapse.collect import distributed
+from lingcollapse.collect import distributed, passes
 from lingcollapse.collect.accumulate import (
     add_batch,
     finished,
@@ -170,7 +176,9 @@ def layer_path(out: str | Path, layer: int | str) -> Path:
 
 
 def collect(cfg: CollectConfig) -> list[Path]:
-    """Run the pass; returns the stats files written (rank 0) or [] (other ranks)."""
+    """Run the job; returns its stats files (rank 0) or [] (other ranks). Layers whose
+    statistics do not fit together beside the model are collected in several passes
+    over the data, each writing its layers' files when it ends."""
     dist = setup(cfg.device, device_map=cfg.device_map is not None)
     model = _load(cfg, dist)
     device = dist.device  # the statistics': with a device map, where the head's input is
@@ -178,38 +186,45 @@ def collect(cfg: CollectConfig) -> list[Path]:
     tokens = open_split(cfg.data, cfg.split, model.vocab_size)
     shard = Shard(dist.rank, dist.world).within(Shard.parse(cfg.shard))
     rows = shard.rows(tokens.shape[0])
-    outputs = [layer_path(cfg.out, layer) for layer in layers]
-    if not all(path.is_file() for path in outputs):  # a finished pass needs nothing
-        batch = min(cfg.batch_size, max(len(rows), 1))
-        _check_memory(cfg, model, layers, batch, tokens.shape[1], device)
-    accs = _accumulators(cfg, model, layers, device)  # reads and checks --train-stats
+    outputs = {layer: layer_path(cfg.out, layer) for layer in layers}
+    if cfg.split == "validation":
+        _check_train_stats(cfg, model, layers, device)
     provenance = _provenance(cfg, model)
     fingerprint = _fingerprint(cfg, provenance, layers)
     partial = _partial_path(cfg.out, dist)
     with exclusive(partial, "statistics"):
-        for path in [partial, *(outputs if dist.rank == 0 else [])]:
+        for path in [partial, *(outputs.values() if dist.rank == 0 else [])]:
             remove_stale_temps(path)
-        cursor = _resume(partial, fingerprint, accs, outputs)
-        if cursor is None:  # finished before, with this very configuration
-            finish(dist)
-            return outputs if dist.rank == 0 else []
-        _pass(cfg, model, tokens, rows, layers, accs, cursor, partial, fingerprint, dist)
-        meta = _metadata(cfg, tokens, provenance, fingerprint)
-        return _write(layers, outputs, accs, partial, meta, dist)
-
-
-def _write(layers, outputs, accs, partial: Path, meta: dict, dist) -> list[Path]:
-    """Merge the ranks' statistics on rank 0 and write one file per layer."""
-    results = {layer: finished(acc) for layer, acc in accs.items()}
-    results = distributed.merge_to_rank0(results, dist)
-    written = []
-    if dist.rank == 0:
-        for layer, path in zip(layers, outputs, strict=True):
-            save_stats(path, results[layer], **meta, layer=str(layer))
-            written.append(path)
-    partial.unlink(missing_ok=True)
+        todo = _unfinished(partial, fingerprint, layers, outputs)
+        if todo:
+            classes, plan = _plan(
+                cfg, model, tokens, rows, layers, todo, partial, fingerprint, dist
+            )
+            meta = _metadata(cfg, tokens, provenance, fingerprint)
+            for number, group in enumerate(plan, 1):
+                label = f" (pass {number} of {len(plan)})" if len(plan) > 1 else ""
+                if label:
+                    log.info("collect%s: layers %s", label, ", ".join(map(str, group)))
+                accs = _accumulators(cfg, model, group, device, classes)
+                key = _pass_fingerprint(fingerprint, group, layers)
+                cursor = _resume(partial, key, group, accs)
+                _pass(cfg, model, tokens, rows, group, accs, cursor, partial, key, dist, label)
+                _write(outputs, accs, partial, meta, dist)
     finish(dist)
-    return written
+    return list(outputs.values()) if dist.rank == 0 else []
+
+
+def _write(outputs: dict, accs: dict, partial: Path, meta: dict, dist) -> None:
+    """Merge the ranks' statistics on rank 0 and write one file per layer of the pass,
+    a layer at a time: its accumulator is finished (its (V, d) means made), merged,
+    written and let go before the next's, so the peak holds one layer's finished
+    statistics whatever the number of layers."""
+    for layer in list(accs):
+        results = distributed.merge_to_rank0({layer: finished(accs.pop(layer))}, dist)
+        if dist.rank == 0:
+            save_stats(outputs[layer], results[layer], **meta, layer=str(layer))
+        del results
+    partial.unlink(missing_ok=True)
 
 
 def _pass(
@@ -223,6 +238,7 @@ def _pass(
     partial: Path,
     fingerprint: str,
     dist,
+    label: str = "",
 ) -> None:
     seq_len = tokens.shape[1]
     total = len(rows)
@@ -232,7 +248,7 @@ def _pass(
         initial=cursor * seq_len,
         unit="tok",
         unit_scale=True,
-        desc=f"collect {cfg.split}" + dist.tag,
+        desc=f"collect {cfg.split}{label}" + dist.tag,
     )
     with bar, _out_of_memory(cfg, model.device, seq_len, partial):
         for start in range(cursor, total, cfg.batch_size):
@@ -275,27 +291,85 @@ def _load(cfg: CollectConfig, dist) -> EmbeddingModel:
     return model
 
 
-def _accumulators(cfg: CollectConfig, model: EmbeddingModel, layers, device) -> dict:
-    """The train pass's accumulators, or the validation pass's, which read and check
-    each layer's ``--train-stats``."""
+def _accumulators(cfg: CollectConfig, model: EmbeddingModel, layers, device, classes=None) -> dict:
+    """The train pass's accumulators (rows for ``classes`` alone, where given), or the
+    validation pass's, which read and check each layer's ``--train-stats``, one file
+    at a time (a train stats file is 8·V·d bytes)."""
     if cfg.split == "train":
-        return train_accumulators(model, layers, cfg.covariance, device)
-    paths = {layer: layer_path(cfg.train_stats, layer) for layer in layers}
-    trains = {layer: load_stats(path, kind="train") for layer, path in paths.items()}
-    names = {layer: f"train stats {path}" for layer, path in paths.items()}
-    return validation_accumulators(model, trains, cfg.min_count, device, names)
+        return train_accumulators(model, layers, cfg.covariance, device, classes)
+    accs = {}
+    for layer in layers:
+        path = layer_path(cfg.train_stats, layer)
+        trains = {layer: load_stats(path, kind="train")}
+        names = {layer: f"train stats {path}"}
+        accs |= validation_accumulators(model, trains, cfg.min_count, device, names)
+        del trains
+    return accs
+
+
+def _check_train_stats(cfg: CollectConfig, model: EmbeddingModel, layers, device) -> None:
+    """Every layer's ``--train-stats`` read and checked before anything is hashed or
+    written (the passes read them again, each its own layers)."""
+    for layer in layers:
+        _accumulators(cfg, model, [layer], device)
 
 
 # ---------------------------------------------------------------- memory
 
 
-def _check_memory(cfg: CollectConfig, model: EmbeddingModel, layers, batch, seq_len, device):
-    """The statistics and one batch must fit beside the loaded model (upper bounds from
-    :mod:`lingcollapse.memory`), else one error naming what to lower. The batch is never
-    lowered for the user: it is part of the resume fingerprint, and a forward pass can
-    differ in its last bits with the batch's shape."""
+def _plan(cfg, model: EmbeddingModel, tokens, rows, layers, todo, partial, fingerprint, dist):
+    """The classes the train statistics keep rows for (those this rank's shard holds as
+    targets; None: all V) and the passes over the data that collect the layers ``todo``
+    in the memory free on this rank's device (every rank the same passes): a
+    checkpoint's pass first and whole, then the fewest that fit
+    (:func:`lingcollapse.collect.passes.plan`)."""
+    device, seq_len = dist.device, tokens.shape[1]
+    train = cfg.split == "train"
+    classes = passes.target_classes(tokens, rows, model.vocab_size) if train else None
+    batch = min(cfg.batch_size, max(len(rows), 1))
+    resumed = _checkpoint_layers(partial, fingerprint, layers)
+    count = None if classes is None else classes.numel()
+    free = memory.available_bytes(device)
+    free, count, resumed = passes.agree(dist, free, count, resumed)
+    _check_memory(cfg, model, layers, batch, seq_len, device, free, count)
+    return classes, passes.plan(
+        ModelShape.of(model.model),
+        todo,
+        resumed,
+        batch,
+        seq_len,
+        free,
+        device,
+        split=cfg.split,
+        hidden_states=_hidden_states(model, layers),
+        covariance=cfg.covariance,
+        logits=not model.body_only,
+        rows=count,
+    )
+
+
+def _hidden_states(model: EmbeddingModel, layers) -> int:
+    """Block outputs a forward pass keeps: all of them come back for any inner layer."""
+    return 0 if layers == ["last"] else model.num_layers + 1
+
+
+def _check_memory(
+    cfg: CollectConfig,
+    model: EmbeddingModel,
+    layers,
+    batch,
+    seq_len,
+    device,
+    free: int,
+    rows: int | None = None,
+):
+    """The statistics of one layer (of ``rows`` classes) and one batch must fit beside
+    the loaded model (upper bounds from :mod:`lingcollapse.memory`), else one error
+    naming what to lower; more layers than fit together are collected in several
+    passes. The batch is never lowered for the user: it is part of the resume
+    fingerprint, and a forward pass can differ in its last bits with the batch's shape."""
     shape = ModelShape.of(model.model)
-    hidden = 0 if layers == ["last"] else model.num_layers + 1  # all hidden states come back
+    hidden = _hidden_states(model, layers)
 
     def need(b: int) -> int:
         return collect_work_bytes(
@@ -303,13 +377,13 @@ def _check_memory(cfg: CollectConfig, model: EmbeddingModel, layers, batch, seq_
             b,
             seq_len,
             cfg.split,
-            len(layers),
+            1,
             hidden,
             covariance=cfg.covariance,
             logits=not model.body_only,
+            rows=rows,
         )
 
-    free = memory.available_bytes(device)
     if need(batch) <= free:
         return
     low, high = 0, batch - 1  # the largest batch that fits, by bisection
@@ -317,7 +391,6 @@ def _check_memory(cfg: CollectConfig, model: EmbeddingModel, layers, batch, seq_
         mid = (low + high + 1) // 2
         low, high = (mid, high) if need(mid) <= free else (low, mid - 1)
     others = [
-        *(["collect fewer --layers"] if len(layers) > 1 else []),
         *(["use --dtype bf16"] if cfg.dtype == "float32" else []),
         *(["use --device cpu"] if device.type == "cuda" else []),
         *([f"leave {device} room with --max-memory"] if cfg.device_map else []),
@@ -325,7 +398,7 @@ def _check_memory(cfg: CollectConfig, model: EmbeddingModel, layers, batch, seq_
     fix = f"lower --batch-size (e.g. {low})" if low else " or ".join(others) or "free memory"
     what = f"a batch of {batch} × {seq_len:,} tokens"
     if len(layers) > 1:
-        what += f" with the statistics of {len(layers)} layers"
+        what += " with the statistics of one layer"
     memory.check_fits(need(batch), device, what, fix, free)
 
 
@@ -361,62 +434,111 @@ def _saved_cursor(partial: Path) -> int:
 
 # ---------------------------------------------------------------- checkpoints
 
-_STATE = ("counts", "shift", "sum", "sumsq", "outer")
-
 
 def _state_tensors(acc) -> dict[str, torch.Tensor]:
+    """Train: the shifted sums of the kept rows and the classes they are (a few of V,
+    so a checkpoint is as small as the state); validation: the running counters."""
+    return acc.state() if isinstance(acc, ClassAccumulator) else acc.state.tensors()
+
+
+def _load_state(acc, tensors: dict[str, torch.Tensor]):
+    """``acc`` continued from a checkpoint's state: a train accumulator is made anew from
+    it (its rows are the checkpoint's), a validation one has its counters copied in."""
     if isinstance(acc, ClassAccumulator):
-        return {k: getattr(acc, k) for k in _STATE if getattr(acc, k) is not None}
-    return acc.state.tensors()
-
-
-def _load_state(acc, tensors: dict[str, torch.Tensor]) -> None:
-    target = acc.__dict__ if isinstance(acc, ClassAccumulator) else acc.state.__dict__
+        return ClassAccumulator.from_state(tensors, acc.vocab_size, acc.device)
     for key, value in tensors.items():
-        target[key].copy_(value)
+        acc.state.__dict__[key].copy_(value)
+    return acc
 
 
 def _checkpoint(partial: Path, fingerprint: str, accs: dict, cursor: int) -> None:
     """The raw accumulator state (not finished moments), so a resumed run continues
-    bit for bit; written atomically."""
+    bit for bit, and the layers of the pass; written atomically."""
     tensors = {
         f"{layer}.{key}": t.detach().cpu().contiguous()
         for layer, acc in accs.items()
         for key, t in _state_tensors(acc).items()
     }
-    meta = {"fingerprint": fingerprint, "cursor": str(cursor)}
+    meta = {"fingerprint": fingerprint, "cursor": str(cursor), "layers": _names(accs)}
     meta["sha256"] = _checkpoint_sha256(tensors, meta)
     with atomic_path(partial) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
 
-def _resume(partial: Path, fingerprint: str, accs: dict, outputs: list[Path]) -> int | None:
-    """The cursor to start from: a checkpoint's, 0 for a fresh pass, None when the
-    outputs already exist from this very configuration."""
-    if partial.is_file():
-        tensors, meta = _read_checkpoint(partial)
-        _check_same(partial, meta.get("fingerprint"), fingerprint)
-        for layer, acc in accs.items():
-            prefix = f"{layer}."
-            _load_state(
-                acc, {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-            )
-        cursor = int(meta["cursor"])
-        log.info("resuming from %s at sequence %d", partial, cursor)
-        return cursor
-    existing = [p for p in outputs if p.is_file()]
-    if existing:
-        for path in existing:  # read whole: a damaged output is reported, not kept
+def _names(layers) -> str:
+    """A checkpoint's ``layers``: ``["0", "1", "last"]`` as JSON."""
+    return json.dumps([str(layer) for layer in layers])
+
+
+def _unfinished(partial: Path, fingerprint: str, layers, outputs: dict) -> list:
+    """The layers still to collect: those without an output of this very configuration
+    (an output of another, or a damaged one, is an error). A checkpoint whose layers all
+    have their outputs (the run ended between the last file and its removal) is left
+    over: removed."""
+    todo = []
+    for layer, path in outputs.items():
+        if path.is_file():  # read whole: a damaged output is reported, not kept
             _check_same(path, load_stats(path).metadata.get("fingerprint"), fingerprint)
-        if len(existing) == len(outputs):
-            log.info("%s is complete for this model and data; nothing to do", outputs[-1])
-            return None
-    return 0
+        else:
+            todo.append(layer)
+    if partial.is_file() and not set(_checkpoint_layers(partial, fingerprint, layers)) & set(todo):
+        log.info("removing %s: the files of its layers are all written", partial)
+        partial.unlink()
+    if not todo:
+        log.info("%s is complete for this model and data; nothing to do", outputs[layers[-1]])
+    return todo
+
+
+def _checkpoint_layers(partial: Path, fingerprint: str, layers) -> list:
+    """The layers of the pass ``partial`` holds ([] without one), read from its metadata
+    and checked to be a pass of this job (its contents are checked when it resumes). A
+    checkpoint from before there were passes holds every layer of the job."""
+    if not partial.is_file():
+        return []
+    try:
+        with safe_open(str(partial), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as err:  # safetensors raises several types for bad bytes
+        raise UserError(
+            f"the checkpoint {partial} is unreadable ({first_line(err)}): {_REMEDY}"
+        ) from None
+    try:
+        names = json.loads(meta["layers"]) if "layers" in meta else [str(x) for x in layers]
+        by_name = {str(layer): layer for layer in layers}
+        group = [by_name[name] for name in names]
+    except (KeyError, TypeError, ValueError):  # names of no layer of this job
+        group = None
+    found = meta.get("fingerprint") if group else None
+    _check_same(partial, found, _pass_fingerprint(fingerprint, group or [], layers))
+    return group
+
+
+def _resume(partial: Path, fingerprint: str, group: list, accs: dict) -> int:
+    """The sequence to start the pass of ``group`` from: its checkpoint's cursor, with the
+    state restored into ``accs``, or 0. A checkpoint of another pass (a rank that got
+    ahead of rank 0 before an interruption) is not this pass's: it starts from 0."""
+    if not partial.is_file():
+        return 0
+    tensors, meta = _read_checkpoint(partial)
+    if meta.get("layers", _names(group)) != _names(group):
+        log.info("%s holds another pass's statistics; this pass starts from 0", partial)
+        return 0
+    _check_same(partial, meta.get("fingerprint"), fingerprint)
+    for layer, acc in list(accs.items()):
+        prefix = f"{layer}."
+        state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        accs[layer] = _load_state(acc, state)
+    cursor = int(meta["cursor"])
+    log.info("resuming from %s at sequence %d", partial, cursor)
+    return cursor
+
+
+_REMEDY = "delete it to start the pass over (the same command then starts from 0)"
 
 
 def _read_checkpoint(partial: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """A checkpoint's tensors and metadata, checked against the SHA-256 it records."""
-    remedy = "delete it to start the pass over (the same command then starts from 0)"
+    remedy = _REMEDY
     try:
         tensors = load_file(str(partial))
         with safe_open(str(partial), framework="pt") as f:
@@ -451,6 +573,15 @@ def _partial_path(out: str, dist) -> Path:
     out = Path(out)
     suffix = f".rank{dist.rank}-of-{dist.world}" if dist.world > 1 else ""
     return out.with_name(out.name + suffix + ".partial")
+
+
+def _pass_fingerprint(fingerprint: str, group, layers) -> str:
+    """What a pass's checkpoint must match: the job's fingerprint, and the layers of the
+    pass when it holds some of the job's (one pass of them all keeps the job's own, so
+    checkpoints written before there were passes still resume)."""
+    if list(group) == list(layers):
+        return fingerprint
+    return hashlib.sha256(f"{fingerprint}:{_names(group)}".encode()).hexdigest()
 
 
 def _fingerprint(cfg: CollectConfig, provenance: dict[str, str], layers) -> str:

@@ -137,6 +137,13 @@ class ClassAccumulator:
     >>> acc = ClassAccumulator(vocab_size=50257, dim=768)
     >>> acc.update(h, y)  # h (n, d) any float dtype/device, y (n,) next-token ids
     >>> stats = acc.compute()
+
+    ``classes`` (ids, e.g. the targets a shard of data holds) keeps rows for those
+    classes alone: at V = 128,256 and d = 4,096 the shifts and sums of every class are
+    8.4 GB per layer, while a corpus may hold a fraction of the vocabulary. A class
+    outside ``classes`` is an error in :meth:`update`; :meth:`compute` still returns
+    every one of the V classes (absent ones zero), to the bit what an accumulator of
+    all V rows gives for the same batches.
     """
 
     def __init__(
@@ -145,13 +152,31 @@ class ClassAccumulator:
         dim: int,
         covariance: bool = False,
         device: str | torch.device = "cpu",
+        classes: Tensor | None = None,
     ) -> None:
         f64 = {"dtype": torch.float64, "device": device}
-        self.counts = torch.zeros(vocab_size, dtype=torch.long, device=device)  # (V,)
-        self.shift = torch.zeros(vocab_size, dim, **f64)  # (V, d) K_c
-        self.sum = torch.zeros(vocab_size, dim, **f64)  # (V, d) Σ (h − K_c)
-        self.sumsq = torch.zeros(vocab_size, **f64)  # (V,) Σ ||h − K_c||²
+        self.vocab_size = vocab_size
+        self._index(classes, device)
+        rows = vocab_size if self.classes is None else self.classes.numel()  # R
+        self.counts = torch.zeros(rows, dtype=torch.long, device=device)  # (R,)
+        self.shift = torch.zeros(rows, dim, **f64)  # (R, d) K_c
+        self.sum = torch.zeros(rows, dim, **f64)  # (R, d) Σ (h − K_c)
+        self.sumsq = torch.zeros(rows, **f64)  # (R,) Σ ||h − K_c||²
         self.outer = torch.zeros(dim, dim, **f64) if covariance else None  # Σ xxᵀ
+
+    def _index(self, classes: Tensor | None, device: str | torch.device) -> None:
+        """``classes`` (R,) sorted ids, one per row, and ``row`` (V,): each id's row or −1;
+        both None when row c is class c."""
+        self.classes = self.row = None
+        if classes is None:
+            return
+        classes = torch.as_tensor(classes, dtype=torch.long, device=device).reshape(-1)
+        classes = torch.unique(classes)  # sorted
+        if classes.numel() and not 0 <= int(classes[0]) <= int(classes[-1]) < self.vocab_size:
+            raise ValueError(f"classes must be ids in [0, {self.vocab_size})")
+        self.classes = classes  # (R,)
+        self.row = torch.full((self.vocab_size,), -1, dtype=torch.long, device=device)  # (V,)
+        self.row[classes] = torch.arange(classes.numel(), device=device)
 
     @classmethod
     def from_stats(cls, stats: ClassStats, device: str | torch.device | None = None):
@@ -165,9 +190,32 @@ class ClassAccumulator:
             acc.outer.copy_(stats.cov_m2)
         return acc
 
-    @property
-    def vocab_size(self) -> int:
-        return self.counts.numel()
+    def state(self) -> dict[str, Tensor]:
+        """The raw shifted sums, and ``classes`` when the rows are a subset: what a
+        checkpoint keeps so that :meth:`from_state` continues bit for bit."""
+        names = ("counts", "shift", "sum", "sumsq", "outer", "classes")
+        return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
+
+    @classmethod
+    def from_state(
+        cls, state: dict[str, Tensor], vocab_size: int, device: str | torch.device = "cpu"
+    ) -> ClassAccumulator:
+        """The accumulator whose :meth:`state` this is; a state without ``classes`` has a
+        row for every class. The tensors are copied into fresh ones, never taken: a
+        tensor read from a file may start at any alignment, and the rounding of a BLAS
+        product (Σxxᵀ's) can depend on it, which would end a resumed run in other bits."""
+        rows, dim = state["shift"].shape
+        acc = cls(vocab_size, 0, device=device, classes=state.get("classes"))
+        expected = vocab_size if acc.classes is None else acc.classes.numel()
+        shapes = {"counts": (rows,), "sum": (rows, dim), "sumsq": (rows,), "outer": (dim, dim)}
+        if rows != expected or any(
+            k in state and tuple(state[k].shape) != shape for k, shape in shapes.items()
+        ):
+            raise ValueError(f"not the state of an accumulator of {vocab_size} classes")
+        for key in ("counts", "shift", "sum", "sumsq", "outer"):
+            fresh = state[key].to(device, copy=True) if key in state else None
+            setattr(acc, key, fresh)
+        return acc
 
     @property
     def dim(self) -> int:
@@ -183,8 +231,9 @@ class ClassAccumulator:
         h = h.to(self.device).reshape(y.numel(), self.dim)  # (n, d)
         if y.numel() == 0:
             return
-        batch_counts = torch.bincount(y, minlength=self.vocab_size)  # (V,)
-        self._seed_shifts(h, y, batch_counts)
+        r = y if self.row is None else self._rows_of(y)  # (n,) the row of each sample
+        batch_counts = torch.bincount(r, minlength=self.counts.numel())  # (R,)
+        self._seed_shifts(h, r, batch_counts)
         self.counts += batch_counts
         rows = max(1, _CHUNK_ELEMENTS // self.dim)
         # Reused buffers: fresh multi-MB tensors per chunk cost more in page faults
@@ -193,28 +242,37 @@ class ClassAccumulator:
             2, min(rows, y.numel()), self.dim, dtype=torch.float64, device=self.device
         )
         for start in range(0, y.numel(), rows):
-            y_c = y[start : start + rows]
-            x = work[0, : y_c.numel()].copy_(h[start : start + rows])  # (r, d)
-            x -= torch.index_select(self.shift, 0, y_c, out=work[1, : y_c.numel()])
-            self.sum.index_add_(0, y_c, x)
-            self.sumsq.index_add_(0, y_c, torch.linalg.vector_norm(x, dim=1).square_())
+            r_c = r[start : start + rows]
+            x = work[0, : r_c.numel()].copy_(h[start : start + rows])  # (r, d)
+            x -= torch.index_select(self.shift, 0, r_c, out=work[1, : r_c.numel()])
+            self.sum.index_add_(0, r_c, x)
+            self.sumsq.index_add_(0, r_c, torch.linalg.vector_norm(x, dim=1).square_())
             if self.outer is not None:
                 self.outer.addmm_(x.T, x)
 
-    def _seed_shifts(self, h: Tensor, y: Tensor, batch_counts: Tensor) -> None:
+    def _rows_of(self, y: Tensor) -> Tensor:
+        r = self.row[y]  # (n,)
+        if bool((r < 0).any()):
+            missing = int(y[r < 0][0])
+            raise ValueError(f"class {missing} occurs but the accumulator keeps no row for it")
+        return r
+
+    def _seed_shifts(self, h: Tensor, r: Tensor, batch_counts: Tensor) -> None:
         """Classes seen for the first time take their first sample as their shift."""
         new = ((batch_counts > 0) & (self.counts == 0)).nonzero().squeeze(1)  # (m,)
         if new.numel() == 0:
             return
-        n = y.numel()
-        first = torch.full((self.vocab_size,), n, dtype=torch.long, device=self.device)
-        first.scatter_reduce_(0, y, torch.arange(n, device=self.device), reduce="amin")
+        n = r.numel()
+        first = torch.full((self.counts.numel(),), n, dtype=torch.long, device=self.device)
+        first.scatter_reduce_(0, r, torch.arange(n, device=self.device), reduce="amin")
         self.shift[new] = h.index_select(0, first[new]).to(torch.float64)
 
     def compute(self) -> ClassStats:
-        """The finished moments (Eq. 2–3): μ = K + S/N, M2 = Q − ||S||²/N."""
-        n = self.counts.to(torch.float64).clamp_min(1).unsqueeze(1)  # (V, 1)
-        offset = self.sum / n  # (V, d) μ − K
+        """The finished moments (Eq. 2–3): μ = K + S/N, M2 = Q − ||S||²/N, for all V
+        classes. Rows kept for a subset of classes are computed as they are and then
+        placed in (V, ·) zeros: each value is the one a row per class gives."""
+        n = self.counts.to(torch.float64).clamp_min(1).unsqueeze(1)  # (R, 1)
+        offset = self.sum / n  # (R, d) μ − K
         means = self.shift + offset
         m2 = self.sumsq - n.squeeze(1) * torch.linalg.vector_norm(offset, dim=1).square()
         m2.clamp_min_(0.0)
@@ -223,12 +281,27 @@ class ClassAccumulator:
         m2[absent] = 0.0
         cov = None
         if self.outer is not None:  # Σ xxᵀ − Σ_c N_c o_c o_cᵀ: from shift- to mean-centred
-            root = offset * n.sqrt()
+            # over all V rows (absent ones zero) even when fewer are kept: the same
+            # product, so the same rounding as an accumulator of V rows
+            root = self._all_rows(offset * n.sqrt())  # (V, d)
             cov = self.outer - root.T @ root
-        return ClassStats(self.counts.clone(), means, m2, cov)
+            del root
+        del offset  # before the (V, d) means are made
+        return ClassStats(
+            self._all_rows(self.counts.clone()), self._all_rows(means), self._all_rows(m2), cov
+        )
+
+    def _all_rows(self, x: Tensor) -> Tensor:
+        """Rows of the kept classes → (V, ...) with zeros for the others."""
+        if self.classes is None:
+            return x
+        full = x.new_zeros((self.vocab_size, *x.shape[1:]))
+        full[self.classes] = x
+        return full
 
     def merge(self, other: ClassAccumulator) -> ClassAccumulator:
-        """Absorb an accumulator over disjoint data (in place; returns self)."""
+        """Absorb an accumulator over disjoint data (in place; returns self; all V rows
+        after, since ``other`` may hold classes this one keeps no row for)."""
         merged = self.compute().merge(other.compute())
         fresh = ClassAccumulator.from_stats(merged, self.device)
         self.__dict__.update(fresh.__dict__)
