@@ -457,6 +457,14 @@ def mapped(a: Art, t: Path, *args, device="cpu") -> list:
     return collect(a, t, "--device-map", "auto", *args, device=device)
 
 
+def checkpointed(a: Art, t: Path, layers: str) -> list:
+    """``collect`` whose --out has a checkpoint of a pass of ``layers`` (JSON names)."""
+    meta = {"layers": layers, "fingerprint": "0" * 64, "cursor": "8", "sha256": "0" * 64}
+    state = {"last.counts": torch.zeros(3, dtype=torch.long)}
+    save_file(state, str(t / "s.safetensors.partial"), metadata=meta)
+    return collect(a, t)
+
+
 def mapped_without_cuda(a: Art, t: Path, *args, device="cpu") -> list:
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
@@ -536,6 +544,12 @@ COLLECT = {
         a, t, model=a.wide, out=shutil.copy(a.train, t / "s.safetensors")
     ),
     "--out garbled": lambda a, t: collect(a, t, out=junk(t, "s.safetensors")),
+    "OUT.partial garbled": lambda a, t: [junk(t, "s.safetensors.partial"), *collect(a, t)][1:],
+    "OUT.partial of a pass of layers the job has not": lambda a, t: checkpointed(a, t, '["9"]'),
+    "OUT.partial whose layers are no JSON": lambda a, t: checkpointed(a, t, "[last"),
+    "--layers 0,last without the train stats of layer 0": lambda a, t: validation(
+        a, t, a.train, "--layers", "0,last"
+    ),
     "misspelled required option (--dta)": lambda a, t: [
         *["collect", a.run, "--dta", a.data, "--out", t / "s.safetensors", "--device", "cpu"]
     ],
