@@ -8,12 +8,14 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from lingcollapse import memory
 from lingcollapse.cli import main
+from lingcollapse.collect import passes
 from lingcollapse.collect import run as collect_run
 from lingcollapse.collect.model import load_model
 from lingcollapse.errors import UserError
@@ -121,6 +123,30 @@ def test_collect_estimates_bound_the_peaks(tmp_path):
         peak = peak_rss([*cmd, "--device", "cpu"])
         estimate = memory.collect_bytes(shape, batch, seq_len, split).host
         assert peak <= estimate <= 2 * peak, (split, peak / MIB, estimate / MIB)
+
+
+@pytest.mark.slow
+@cpu_build_only
+def test_collect_all_layers_keeps_rows_for_the_classes_of_the_data(tmp_path):
+    """V = 65,536 of which the data holds ~2,000 as targets, --layers all (3 layers): the
+    estimate with rows for those classes bounds the peak within 2×, and the peak is far
+    below what rows for all V would take (half their statistics would not fit in it)."""
+    vocab, batch, seq_len, dim = 65536, 8, 256, 128
+    build("gpt-neo", dim, 2, vocab, seed=0, allow_any_size=True).save_pretrained(tmp_path / "m")
+    data = data_dir(tmp_path / "data", vocab=vocab, sequences=(16, 16), seq_len=seq_len)
+    shape = memory.ModelShape.of(load_model(str(tmp_path / "m")).model)
+    tokens = np.load(data / "train.npy")
+    rows = passes.target_classes(tokens, range(len(tokens)), vocab).numel()
+    assert rows < vocab // 10
+    cmd = [*CLI, "collect", str(tmp_path / "m"), "--data", str(data), "--layers", "all"]
+    cmd += ["--out", str(tmp_path / "train.safetensors"), "--batch-size", str(batch)]
+    peak = peak_rss([*cmd, "--device", "cpu"])
+    kw = {"layers": 3, "hidden_states": 3}
+    estimate = memory.collect_bytes(shape, batch, seq_len, rows=rows, **kw).host
+    every_row = memory.collect_bytes(shape, batch, seq_len, **kw).host
+    assert peak <= estimate <= 2 * peak, (peak / MIB, estimate / MIB)
+    full_stats = memory.stats_bytes(shape, "train", 3, vocab, False)
+    assert peak < every_row - full_stats // 2, (peak / MIB, every_row / MIB)
 
 
 def test_tile_bytes_and_measure_phases():

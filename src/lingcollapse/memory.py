@@ -284,10 +284,14 @@ def collect_bytes(
     covariance: bool = False,
     gpu: bool = False,
     rows: int | None = None,
+    hidden_states: int = 0,
 ) -> Footprint:
-    """Peak of ``lingcollapse collect --layers last``: the model and the work of
-    :func:`collect_work_bytes`."""
-    work = collect_work_bytes(m, batch, seq_len, split, layers, 0, classes, covariance, rows=rows)
+    """Peak of one pass of ``lingcollapse collect`` over ``layers`` (``--layers last``
+    by default; with inner layers, ``hidden_states`` = L + 1 block outputs come back):
+    the model and the work of :func:`collect_work_bytes`."""
+    work = collect_work_bytes(
+        m, batch, seq_len, split, layers, hidden_states, classes, covariance, rows=rows
+    )
     if gpu:  # the weights are read on the CPU; checkpoints copy the statistics back to it
         kept = m.vocab if classes is None else classes
         state = stats_bytes(m, split, layers, kept, False, rows)
