@@ -978,6 +978,12 @@ SWEEP = {
     "[measure] preset unknown": lambda a, t: sweep(t, GRID + '\n[measure]\npreset = "papyn"\n'),
     "[measure] min_count 0": lambda a, t: sweep(t, GRID + "\n[measure]\nmin_count = 0\n"),
     "[analyze] permutations 0": grid("permutations = 200", "permutations = 0"),
+    "[[models]] config key unknown": lambda a, t: sweep(
+        t, GRID + '\n[[models]]\nid = "a/b"\nconfig = { model_type = "llama", hidden = 8 }\n'
+    ),
+    "[executor.slurm] gpu_memory without a unit": lambda a, t: sweep(
+        t, GRID + '\n[executor.slurm]\ngpu_memory = "80"\n'
+    ),
     "--out is a file": lambda a, t: ["sweep", text(t, "grid.toml", GRID), "--out", a.table],
     "--out holds another sweep": lambda a, t: [
         *sweep(t, GRID)[:-1],

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_bundled_grids_are_the_package_folder():
-    assert bundled.names() == ["demo", "demo-quick", "paper", "pythia"]
+    assert bundled.names() == ["demo", "demo-quick", "llms", "paper", "pythia"]
     assert bundled.folder() == ROOT / "src" / "lingcollapse" / "configs"
     assert bundled.path("paper.toml") == bundled.path("paper") == bundled.folder() / "paper.toml"
 
@@ -42,9 +42,9 @@ def test_paths_are_left_to_load_grid(tmp_path):
 @pytest.mark.parametrize(
     ("name", "words"),
     [
-        ("papr", ["'papr' is neither", "did you mean 'paper'?", "demo, demo-quick, paper"]),
+        ("papr", ["'papr' is neither", "did you mean 'paper'?", "demo, demo-quick, llms, paper"]),
         ("demo-quik.toml", ["did you mean 'demo-quick'?"]),
-        ("xyz", ["the bundled grids are demo, demo-quick, paper, pythia;"]),
+        ("xyz", ["the bundled grids are demo, demo-quick, llms, paper, pythia;"]),
     ],
 )
 def test_a_near_miss_names_the_bundled_grids(name, words):
@@ -63,8 +63,9 @@ def test_sweep_by_name_plans_the_papers_grid(tmp_path, monkeypatch, capsys):
 def test_sweep_list_names_each_grid_with_its_summary(capsys):
     assert main(["sweep", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ["demo", "demo-quick", "paper", "pythia"]
-    assert "170 training runs, 230 measured models" in lines[2]
+    assert [line.split()[0] for line in lines] == ["demo", "demo-quick", "llms", "paper", "pythia"]
+    assert "170 training runs, 230 measured models" in lines[3]
+    assert "Pythia 70M–12B" in lines[2] and "memory planner" in lines[2]
 
 
 @pytest.mark.parametrize(

@@ -62,7 +62,7 @@ def test_the_wheel_holds_the_license_grids_examples_and_assets(wheel):
     assert wheel.name == f"lingcollapse-{lingcollapse.__version__}-py3-none-any.whl"
     info = f"lingcollapse-{lingcollapse.__version__}.dist-info"
     assert {f"{info}/licenses/LICENSE", f"{info}/LICENSE"} & names
-    for grid in ("paper", "pythia", "demo", "demo-quick"):
+    for grid in ("paper", "pythia", "llms", "demo", "demo-quick"):
         assert f"lingcollapse/configs/{grid}.toml" in names, grid
     for example in ("train", "validation", "classifier"):
         assert f"lingcollapse/examples/{example}.safetensors" in names, example

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sweep",
         help="run a grid of models through every stage, then analyze",
         description="Run every cell of GRID (a TOML file, or the name of a bundled grid: "
-        "paper, pythia, demo, demo-quick; see --list) through data prepare "
+        "paper, pythia, llms, demo, demo-quick; see --list) through data prepare "
         "→ train → collect train → collect validation → measure, then analyze and report. "
         "Stages whose artifacts are complete are skipped, so a killed sweep continues where "
         "it stopped when run again.",
@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--plan",
         action="store_true",
         help="do no work: print the runs it would train, the models it would measure "
-        "and an estimate of their compute",
+        "and an estimate of their compute; for hub models that declare their config, the "
+        "GPUs, memory, passes and hours their jobs are sized with",
     )
     p.add_argument("--json", action="store_true", help="with --plan: print the plan as JSON")
     p.set_defaults(func=run_sweep)

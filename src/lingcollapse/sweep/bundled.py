@@ -5,6 +5,9 @@ clone also sees them as ``configs/`` at its root):
 
 - ``paper``: the paper's 170 runs and 230 models on TinyStories (Wu & Papyan 2024, §3.1);
 - ``pythia``: Pythia models across sizes and training checkpoints, nothing to train;
+- ``llms``: real LLMs at their size (Pythia 70M–12B at five checkpoints, Llama-3.2 1B
+  and 3B, Qwen2.5 0.5B–7B), every layer, each family on its own tokenizer's data, with
+  SLURM resources sized by the planner (:mod:`lingcollapse.sweep.resources`);
 - ``demo``, ``demo-quick``: what ``lingcollapse demo [--quick]`` runs, offline.
 
 :func:`resolve` turns what a user typed into a grid file: an existing file wins; else a

@@ -9,22 +9,29 @@ run again resumes where it stopped.
 The SLURM executor uses ``submitit`` (``pip install 'lingcollapse[slurm]'``). Each job
 has time for its training in the spirit of the paper's Appendix C (up to 8 hours an
 epoch on one A100 for the largest models) and a collection per model (Appendix D: up to
-6 hours a pass). Cells are submitted as job arrays (``executor.batch()``), one array per
-time limit (the tasks of an array share one), because SLURM throttles only the tasks of
-an array (``--array=0-N%P``): ``[executor.slurm] max_parallel`` is shared out between the
-arrays (:func:`array_parallelism`), so at most that many cells run at once. One final
-analyze/report job starts after every task of every array succeeded (``afterok`` on the
-arrays' ids).
+6 hours a pass), on ``[executor.slurm]``'s GPUs and memory. A hub model that declares its
+config gets what :mod:`lingcollapse.sweep.resources` plans for it instead, sized once
+the data is prepared (its class count known): GPUs, ``mem_gb``, a time limit, and
+``device_map = "auto"`` for its collection when it spans GPUs; ``gpus_per_node``,
+``mem_gb`` and ``collect_hours``, where the grid gives them, are then floors.
+
+Cells are submitted as job arrays (``executor.batch()``), one array per :class:`Slot`
+(time limit, GPUs, memory: the tasks of an array share them), because SLURM throttles
+only the tasks of an array (``--array=0-N%P``): ``[executor.slurm] max_parallel`` is
+shared out between the arrays (:func:`array_parallelism`), so at most that many cells run
+at once. One final analyze/report job starts after every task of every array succeeded
+(``afterok`` on the arrays' ids).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 from lingcollapse.errors import UserError
 from lingcollapse.progress import progress
-from lingcollapse.sweep import stages
+from lingcollapse.sweep import resources, stages
 from lingcollapse.sweep.grid import Grid, Model, Run
 
 log = logging.getLogger(__name__)
@@ -68,18 +75,20 @@ def run_slurm(grid: Grid, out: Path, cluster: str | None = None) -> list:
         ) from None
     base = _resources(grid)  # checked before any work
     limit = _count(grid.slurm, "max_parallel", 64, least=1)
+    _by_slot(grid, out, base)  # a model too large to plan for: an error before any work
     stages.prepare_data(grid, out)  # once, here, before the jobs need it
     executor = submitit.AutoExecutor(folder=out / "slurm" / "%j", cluster=cluster)
     jobs, arrays = [], []
-    for minutes, cells, parallel in array_parallelism(_by_time(grid), limit):
+    for slot, cells, parallel in _arrays(_by_slot(grid, out, base), limit):
         executor.update_parameters(
-            **base,
-            name=f"lc-{grid.name}-{minutes // 60}h",
-            timeout_min=minutes,
+            **{**base, "gpus_per_node": slot.gpus, "mem_gb": slot.mem_gb},
+            name=slot.name(grid, base),
+            timeout_min=slot.minutes,
             slurm_array_parallelism=parallel,
         )
+        cell_grid = _device_mapped(grid) if slot.device_map else grid
         with executor.batch():  # one sbatch --array=0-(n-1)%parallel
-            tasks = [executor.submit(stages.run_job, grid, r, m, out) for r, m in cells]
+            tasks = [executor.submit(stages.run_job, cell_grid, r, m, out) for r, m in cells]
         jobs += tasks
         arrays.append(array_id(tasks[0].job_id))
         log.info("sweep: array %s of %d cells, %d at once", arrays[-1], len(cells), parallel)
@@ -94,12 +103,72 @@ def run_slurm(grid: Grid, out: Path, cluster: str | None = None) -> list:
     return [*jobs, final]
 
 
-def _by_time(grid: Grid) -> list[tuple[int, list[Cell]]]:
-    """The cells grouped by their time limit in minutes, longest first."""
-    groups: dict[int, list[Cell]] = {}
+@dataclasses.dataclass(frozen=True, order=True)
+class Slot:
+    """What SLURM is asked for each task of one array."""
+
+    minutes: int
+    gpus: int
+    mem_gb: int
+    device_map: bool = False  # collect spreads the model over the GPUs
+
+    def name(self, grid: Grid, base: dict) -> str:
+        """``lc-GRID-8h``; with resources other than ``[executor.slurm]``'s, also the
+        GPUs and memory (``lc-GRID-8h-2gpu-96G``)."""
+        name = f"lc-{grid.name}-{self.minutes // 60}h"
+        if (self.gpus, self.mem_gb) == (base["gpus_per_node"], base["mem_gb"]):
+            return name
+        return f"{name}-{self.gpus}gpu-{self.mem_gb}G"
+
+
+def cell_slot(grid: Grid, run: Run | None, models: list[Model], out: Path, base: dict) -> Slot:
+    """The cell's slot: ``[executor.slurm]``'s resources and :func:`job_hours`, or what
+    the planner sizes for a hub model that declares its config (the grid's explicit
+    ``gpus_per_node``, ``mem_gb`` and ``collect_hours`` as floors)."""
+    planned = None if run is not None else resources.plan_model(grid, models[0], out)
+    if planned is None:
+        return Slot(int(60 * job_hours(grid, run, models)), base["gpus_per_node"], base["mem_gb"])
+    given = grid.slurm
+    hours = planned.time_limit_hours or float(given.get("collect_hours", 6.0))
+    return Slot(
+        minutes=int(60 * max(hours, float(given.get("collect_hours", 0)))),
+        gpus=max(planned.gpus, given.get("gpus_per_node", 0)),
+        mem_gb=max(planned.mem_gb, given.get("mem_gb", 0)),
+        device_map=planned.device_map,
+    )
+
+
+def _by_slot(grid: Grid, out: Path, base: dict) -> list[tuple[Slot, list[Cell]]]:
+    """The cells grouped by slot, longest time limit first."""
+    groups: dict[Slot, list[Cell]] = {}
     for run, models in grid.jobs():
-        groups.setdefault(int(60 * job_hours(grid, run, models)), []).append((run, models))
-    return sorted(groups.items(), reverse=True)
+        groups.setdefault(cell_slot(grid, run, models, out, base), []).append((run, models))
+    return sorted(groups.items(), key=lambda group: group[0], reverse=True)
+
+
+def _arrays(groups: list[tuple[Slot, list[Cell]]], limit: int) -> list[tuple[Slot, list, int]]:
+    """``(slot, cells, parallel)`` per array (:func:`array_parallelism`); when every cell
+    goes into one array, it asks for the most any of them needs."""
+    shared = array_parallelism([(slot.minutes, cells) for slot, cells in groups], limit)
+    if len(shared) == len(groups):
+        return [(slot, c, p) for (slot, _), (_, c, p) in zip(groups, shared, strict=True)]
+    slots = [slot for slot, _ in groups]
+    ((minutes, cells, parallel),) = shared
+    most = Slot(
+        minutes,
+        max(s.gpus for s in slots),
+        max(s.mem_gb for s in slots),
+        any(s.device_map for s in slots),
+    )
+    return [(most, cells, parallel)]
+
+
+def _device_mapped(grid: Grid) -> Grid:
+    """The grid as a cell spanning GPUs runs it: collect with ``device_map = "auto"``
+    unless ``[collect]`` places the model itself."""
+    if "device_map" in grid.collect:
+        return grid
+    return dataclasses.replace(grid, collect={**grid.collect, "device_map": "auto"})
 
 
 def array_parallelism(groups: list[tuple[int, list]], limit: int) -> list[tuple[int, list, int]]:

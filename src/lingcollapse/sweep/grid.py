@@ -7,7 +7,8 @@ A grid is a TOML file (see the bundled grids in ``lingcollapse/configs/``: ``pap
     [train]           # a group: widths × depths × epochs × weight_decays × seeds,
                       #   measured after measure_epochs (default: the last), and options
     [[train.extra]]   # more groups; a key a group leaves out is taken from [train]
-    [[models]]        # Hugging Face models measured as they are: id, revisions, name
+    [[models]]        # Hugging Face models measured as they are: id, revisions, name,
+                      #   tokenizer (their own data dir), config (their shape, for --plan)
     [collect]         # options of `collect` (batch_size, layers, dtype, …)
     [measure]         # options of `measure` (preset, min_count, cdnv_power, …)
     [analyze]         # options of `analyze` (target, permutations, seed)
@@ -23,11 +24,19 @@ Every key is checked: an unknown key or an impossible value is a :class:`UserErr
 names it (with a "did you mean …?" where one is close). The options of each stage are
 the fields of that stage's config (``PrepareConfig``, ``TrainConfig``, ``CollectConfig``,
 ``MeasureConfig``, ``AnalyzeConfig``), less those the sweep sets itself.
+
+A ``[[models]]`` entry may name its own ``tokenizer``: models whose tokenizers differ
+cannot share token ids, so the sweep tokenises ``[data]``'s corpus once more for each
+tokenizer that is not ``[data]``'s (``OUT/data-<tokenizer>``). It may also declare its
+``config``, the keys of its ``config.json`` that fix its size (:data:`DECLARED`): the
+plan then sizes its jobs offline (:mod:`lingcollapse.sweep.resources`), and the sweep
+checks the real config.json against them before collecting.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -45,8 +54,21 @@ from lingcollapse.train.config import TrainConfig
 SECTIONS = {"data", "train", "models", "collect", "measure", "analyze", "executor", "name"}
 GROUP_KEYS = {"widths", "depths", "epochs", "weight_decays", "seeds", "measure_epochs"}
 TRAIN_KEYS = GROUP_KEYS | {"extra", "options"}
-MODEL_KEYS = {"id", "revisions", "name"}
+MODEL_KEYS = {"id", "revisions", "name", "tokenizer", "config"}
 EXECUTOR_KEYS = {"kind", "slurm"}
+# config.json keys a [[models]] entry may declare, with their types: what its weights and
+# a forward pass's memory depend on (the rest, e.g. rotary settings, add no parameters).
+DECLARED = {
+    "model_type": str,
+    "vocab_size": int,
+    "hidden_size": int,
+    "num_hidden_layers": int,
+    "num_attention_heads": int,
+    "num_key_value_heads": int,  # grouped-query attention; default num_attention_heads
+    "intermediate_size": int,
+    "tie_word_embeddings": bool,
+}
+DECLARED_OPTIONAL = {"num_key_value_heads"}
 SLURM_KEYS = {
     "partition",
     "account",
@@ -58,7 +80,11 @@ SLURM_KEYS = {
     "collect_hours",
     "max_parallel",
     "constraint",
+    "gpu_memory",  # per GPU, e.g. "80GB": sizes the jobs of models that declare a config
+    "tflops",  # sustained TFLOP/s of one GPU, assumed for their time limits
 }
+SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+SIZE_UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
 def _options(cls, sweep_sets: set[str]) -> set[str]:
@@ -108,10 +134,17 @@ class Model:
     epoch: int | None = None  # from 1
     hub_id: str | None = None
     revision: str | None = None
+    tokenizer: str | None = None  # its own, when not [data]'s: its own data dir
+    declared: tuple[tuple[str, Any], ...] = ()  # (key, value) of its declared config.json
 
     @property
     def trained(self) -> bool:
         return self.run is not None
+
+    @property
+    def config(self) -> dict:
+        """The config.json keys the grid declares for it ({} when none)."""
+        return dict(self.declared)
 
     def path(self, out: Path) -> Path:
         """Where its stats, metrics.json and classes.parquet go (and its weights, for a
@@ -192,6 +225,7 @@ def parse_grid(raw: dict, where: str = "grid") -> Grid:
         raise UserError(f"{where}: executor.kind must be 'local' or 'slurm', not {kind!r}")
     slurm = executor.get("slurm", {})
     _known(slurm, SLURM_KEYS, f"{where}: executor.slurm")
+    _planning(slurm, f"{where}: [executor.slurm]")
     return Grid(
         name=str(raw.get("name", Path(where).stem)),
         data=data,
@@ -307,11 +341,70 @@ def _hub_models(models: list, where: str) -> list[Model]:
         revisions = entry.get("revisions", [None])
         if not isinstance(revisions, list) or not revisions:
             raise UserError(f"{label}: revisions must be a non-empty list")
+        tokenizer = entry.get("tokenizer")
+        if tokenizer is not None and (not isinstance(tokenizer, str) or not tokenizer):
+            raise UserError(f"{label}: tokenizer must be a hub id or a path, not {tokenizer!r}")
+        declared = _declared(entry.get("config"), label) if "config" in entry else ()
         base = entry.get("name") or entry["id"].split("/")[-1]
         for rev in revisions:
             suffix = f"@{rev}" if rev else ""
-            found.append(Model(_safe(base + suffix), hub_id=entry["id"], revision=rev))
+            name = _safe(base + suffix)
+            found.append(Model(name, None, None, entry["id"], rev, tokenizer, declared))
     return found
+
+
+def _declared(config: Any, label: str) -> tuple[tuple[str, Any], ...]:
+    """A ``config = {…}`` table checked key by key: known keys (:data:`DECLARED`) of the
+    right types, the required ones present, a causal LM type transformers knows."""
+    where = f"{label}: config"
+    _known(config, set(DECLARED), where)
+    missing = sorted(set(DECLARED) - DECLARED_OPTIONAL - set(config))
+    if missing:
+        raise UserError(f"{where} lacks {', '.join(missing)}: copy them from its config.json")
+    for key, value in config.items():
+        kind = DECLARED[key]
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        if not ok or (kind is int and value < 1) or (kind is str and not value):
+            wanted = {int: "a whole number ≥ 1", bool: "true or false", str: "a name"}[kind]
+            raise UserError(f"{where}.{key} = {value!r}: give {wanted}, as in its config.json")
+    heads = config["num_attention_heads"]
+    if config["hidden_size"] % heads or heads % config.get("num_key_value_heads", heads):
+        raise UserError(
+            f"{where}: hidden_size {config['hidden_size']} must split into "
+            f"num_attention_heads {heads}, and these into num_key_value_heads groups"
+        )
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    model_type = config["model_type"]
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        hint = did_you_mean(model_type, sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES))
+        raise UserError(
+            f"{where}.model_type = {model_type!r} is not a causal LM type of the installed "
+            f"transformers{hint} (e.g. gpt_neox, llama, qwen2)"
+        )
+    return tuple(sorted(config.items()))
+
+
+def parse_size(text: Any, where: str) -> int:
+    """Bytes of ``"80GB"`` (10⁹) or ``"40GiB"`` (2³⁰), as ``[executor.slurm] gpu_memory``
+    gives them; anything else is a :class:`UserError` naming ``where``."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)\s*", str(text), re.IGNORECASE)
+    if not isinstance(text, str) or not found or float(found[1]) <= 0:
+        raise UserError(
+            f'{where} = {text!r}: give a size with its unit, e.g. "80GB" (10⁹ bytes) or '
+            '"80GiB" (2³⁰ bytes)'
+        )
+    return int(float(found[1]) * SIZE_UNITS[found[2].upper()])
+
+
+def _planning(slurm: dict, where: str) -> None:
+    """The planner's settings of [executor.slurm]: a size per GPU, a positive TFLOP/s."""
+    if "gpu_memory" in slurm:
+        parse_size(slurm["gpu_memory"], f"{where} gpu_memory")
+    tflops = slurm.get("tflops", 1.0)
+    number = isinstance(tflops, int | float) and not isinstance(tflops, bool)
+    if not number or not 0 < tflops < math.inf:
+        raise UserError(f"{where} tflops = {tflops!r}: give a number of TFLOP/s > 0, e.g. 100")
 
 
 def _safe(name: str) -> str:

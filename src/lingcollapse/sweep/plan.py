@@ -13,6 +13,10 @@ estimate of the compute:
 - **The paper's hours** on one A100 (40 GB): the authors' time limit per epoch for each
   architecture (Appendix C: "up to 8 hours per epoch"), and "up to 6 hours" per pass of
   collection (Appendix D). Upper bounds they set, not measurements.
+- **Resources of hub models** that declare their config (``[[models]] config``): GPUs,
+  the peak on a GPU and on the host, passes over the data and hours, planned by
+  :mod:`lingcollapse.sweep.resources` (the model's ``resources``; null for the others),
+  and their GPU-hours in the totals.
 
 Token counts come from the sweep's data dir when it exists; before that, from the
 paper's TinyStories counts (Appendix A) or the size the grid asks of the embedded
@@ -25,13 +29,14 @@ import functools
 from pathlib import Path
 
 from lingcollapse.io import read_json
+from lingcollapse.memory import gib
 from lingcollapse.models import registry
 from lingcollapse.models.gpt_neo import PAPER_COLLECT_HOURS, PAPER_HOURS_PER_EPOCH
-from lingcollapse.sweep import stages
+from lingcollapse.sweep import resources, stages
 from lingcollapse.sweep.grid import Grid, Model, Run
 
 # Appendix A: TinyStories, GPT-Neo tokenizer, T = 2048, run_clm's packing with 2 workers.
-PAPER_DATA = {"train_tokens": 469_514_249, "vocab_size": 50_257, "seq_len": 2048}
+PAPER_DATA = {"train_tokens": resources.PAPER_TRAIN_TOKENS, "vocab_size": 50_257, "seq_len": 2048}
 
 
 def data_sizes(grid: Grid, out: Path) -> dict:
@@ -140,7 +145,7 @@ def _run_entry(grid: Grid, run: Run, out: Path, sizes: dict) -> dict:
     }
 
 
-def _model_entry(model: Model, out: Path, sizes: dict) -> dict:
+def _model_entry(grid: Grid, model: Model, out: Path, sizes: dict) -> dict:
     entry = {
         "name": model.name,
         "run": model.run.name if model.run else None,
@@ -156,7 +161,12 @@ def _model_entry(model: Model, out: Path, sizes: dict) -> dict:
         train = _scaled(body, sizes["train_tokens"])
         val = _scaled(whole, sizes["validation_tokens"])
         flops = {"collect_flops": None if train is None else train + (val or 0.0)}
-    return {**entry, "compute": {**flops, "paper_collect_hours": PAPER_COLLECT_HOURS}}
+    planned = resources.plan_model(grid, model, out)
+    return {
+        **entry,
+        "compute": {**flops, "paper_collect_hours": PAPER_COLLECT_HOURS},
+        "resources": None if planned is None else planned.as_dict(),
+    }
 
 
 def plan(grid: Grid, out: Path) -> dict:
@@ -165,7 +175,9 @@ def plan(grid: Grid, out: Path) -> dict:
     stages.check(grid, out)
     sizes = data_sizes(grid, out)
     runs = [_run_entry(grid, run, out, sizes) for run in grid.runs]
-    models = [_model_entry(model, out, sizes) for model in grid.models]
+    models = [_model_entry(grid, model, out, sizes) for model in grid.models]
+    planned = [m["resources"] for m in models if m["resources"] is not None]
+    gpu_memory, tflops = resources.settings(grid)
     return {
         "grid": grid.name,
         "out": str(out),
@@ -179,7 +191,14 @@ def plan(grid: Grid, out: Path) -> dict:
             "collect_flops": _total(m["compute"]["collect_flops"] for m in models),
             "paper_train_hours": _total(r["compute"]["paper_train_hours"] for r in runs),
             "paper_collect_hours": PAPER_COLLECT_HOURS * len(models),
+            "planned_models": len(planned),
+            "gpu_hours": _total(r["gpu_hours"] for r in planned),
+            "gpu_hours_asked": _total(
+                None if r["time_limit_hours"] is None else r["time_limit_hours"] * r["gpus"]
+                for r in planned
+            ),
         },
+        "assumptions": {"gpu_memory_bytes": gpu_memory, "tflops": tflops} if planned else None,
     }
 
 
@@ -189,11 +208,23 @@ def _total(values) -> float | None:
 
 
 def format_plan(p: dict) -> str:
-    """The plan as a table a person reads: a row per run, its models, and the totals."""
+    """The plan as a table a person reads: a row per run, its models, and the totals;
+    then the hub models whose jobs are sized from their declared configs, if any."""
+    planned = {m["name"] for m in p["models"] if m["resources"] is not None}
     lines = [
         f"grid {p['grid']} → {p['out']}: {len(p['runs'])} runs to train, "
-        f"{len(p['models'])} models to measure (tokens: {p['data']['source']})",
-        "",
+        f"{len(p['models'])} models to measure"
+        + (f" (tokens: {p['data']['source']})" if p["runs"] else ""),
+    ]
+    if p["runs"] or len(planned) < len(p["models"]):
+        lines += ["", *_runs_table(p, planned)]
+    if planned:
+        lines += ["", *format_resources(p)]
+    return "\n".join(lines)
+
+
+def _runs_table(p: dict, planned: set[str]) -> list[str]:
+    lines = [
         f"{'run':<34} {'epochs':>6} {'keeps':>8} {'batch':>5} {'params':>8} "
         f"{'PFLOP':>8} {'paper h':>7}  models",
     ]
@@ -208,16 +239,57 @@ def format_plan(p: dict) -> str:
             f"{_g(r['compute']['paper_train_hours']):>7}  {' '.join(by_run.get(r['name'], []))}"
         )
     for name in by_run.get(None, []):
-        lines.append(f"{'(hub model, no training)':<34} {'':>6} {'':>8} {'':>5} {'':>8} "
-                     f"{'':>8} {'':>7}  {name}")  # fmt: skip
+        if name not in planned:
+            lines.append(f"{'(hub model, no training)':<34} {'':>6} {'':>8} {'':>5} {'':>8} "
+                         f"{'':>8} {'':>7}  {name}")  # fmt: skip
     t = p["totals"]
-    lines += [
+    return [
+        *lines,
         "",
         f"train: {_peta(t['train_flops'])} PFLOP, the paper's budget {_g(t['paper_train_hours'])} "
         f"A100-hours; collect: {_peta(t['collect_flops'])} PFLOP, at most "
         f"{_g(t['paper_collect_hours'])} A100-hours at the paper's 6 h a pass",
     ]
-    return "\n".join(lines)
+
+
+def format_resources(p: dict) -> list[str]:
+    """The hub models' planned jobs: a row each (revisions of one model share a row),
+    then their GPU-hours."""
+    a, t = p["assumptions"], p["totals"]
+    lines = [
+        f"hub models, sized from their declared configs for GPUs of "
+        f"{a['gpu_memory_bytes'] / 1e9:g} GB, hours at an assumed {a['tflops']:g} TFLOP/s a GPU:",
+        "",
+        f"{'model':<26} {'revisions':>9} {'params':>7} {'L × d':>10} {'V':>7} {'GPUs':>6} "
+        f"{'GPU peak':>9} {'host':>6} {'passes':>7} {'hours':>7} {'limit':>6}",
+    ]
+    rows: dict[str, list] = {}
+    for m in p["models"]:
+        if m["resources"] is not None:
+            rows.setdefault(m["hub_id"], []).append(m)
+    for hub_id, models in rows.items():
+        r = models[0]["resources"]
+        shape, passes = r["shape"], r["passes"]
+        gpus = f"{r['gpus']}" + (" map" if r["device_map"] else "")
+        lines.append(
+            f"{hub_id.split('/')[-1]:<26} {len(models):>9} {_si(r['params']):>7} "
+            f"{shape['layers']:>3} × {shape['dim']:<4} {shape['vocab']:>7} {gpus:>6} "
+            f"{gib(r['gpu_bytes']):>9} {r['mem_gb']:>4} G {passes['train']:>3}/"
+            f"{passes['validation']:<3} {_hours(r['hours']):>7} {_g(r['time_limit_hours']):>5}h"
+        )
+    sources = sorted({m["resources"]["tokens"]["source"] for m in p["models"] if m["resources"]})
+    lines += [
+        "",
+        f"{t['planned_models']} jobs: {_hours(t['gpu_hours'])} GPU-hours estimated, "
+        f"{_g(t['gpu_hours_asked'])} asked of SLURM (time limits × GPUs); GPU peak: on the "
+        "GPU of the statistics; passes: over train/validation; map: device_map=auto "
+        f"(tokens: {'; '.join(sources)})",
+    ]
+    return lines
+
+
+def _hours(h) -> str:
+    return "?" if h is None else f"{h:,.1f}"
 
 
 def _si(n) -> str:

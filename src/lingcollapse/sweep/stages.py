@@ -52,8 +52,20 @@ def _config(cls, section: str, options: dict, **fixed):
         raise UserError(f"the grid's [{section}] options: {err}") from None
 
 
-def data_config(grid: Grid, out: Path) -> PrepareConfig:
-    return _config(PrepareConfig, "data", grid.data, out=out / "data")
+def data_config(grid: Grid, out: Path, tokenizer: str | None = None) -> PrepareConfig:
+    """``[data]`` into ``OUT/data``; with ``tokenizer`` (a ``[[models]]`` entry's own,
+    when it is not [data]'s), the same corpus tokenised by it into ``OUT/data-<name>``."""
+    shared = _config(PrepareConfig, "data", grid.data, out=out / "data")
+    if tokenizer is None or tokenizer == shared.tokenizer:
+        return shared
+    options = {k: v for k, v in grid.data.items() if k not in ("tokenizer", "vocab_size")}
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", tokenizer).strip("_")
+    return _config(PrepareConfig, "data", options, out=out / f"data-{name}", tokenizer=tokenizer)
+
+
+def data_dir(grid: Grid, model: Model, out: Path) -> Path:
+    """The data dir whose token ids ``model`` reads (its tokenizer's)."""
+    return Path(data_config(grid, out, model.tokenizer).out)
 
 
 def train_config(grid: Grid, run: Run, out: Path) -> TrainConfig:
@@ -75,7 +87,8 @@ def train_config(grid: Grid, run: Run, out: Path) -> TrainConfig:
 def collect_configs(grid: Grid, model: Model, out: Path) -> list[CollectConfig]:
     """The train pass, then the validation pass against its stats."""
     stats = model.path(out) / "stats"
-    common = {"model": model.source(out), "data": str(out / "data"), "revision": model.revision}
+    data = str(data_dir(grid, model, out))
+    common = {"model": model.source(out), "data": data, "revision": model.revision}
     passes = [
         {"split": "train", "out": str(stats / "train.safetensors")},
         {
@@ -128,21 +141,24 @@ def check(grid: Grid, out: Path) -> None:
         if run is not None:
             train_config(grid, run, out)
         for model in models:
+            data_config(grid, out, model.tokenizer)
             collect_configs(grid, model, out)
             measure_config(grid, model, out)
     analyze_config(grid, [], out)
 
 
 def prepare_data(grid: Grid, out: Path) -> Path:
-    """The sweep's shared data dir (``OUT/data``), made once."""
+    """The sweep's shared data dir (``OUT/data``), and one per other tokenizer that a
+    ``[[models]]`` entry names, each made once; returns the shared one."""
     from lingcollapse.data.prepare import prepare
 
-    data = out / "data"
-    if not (data / "meta.json").is_file():
-        log.info("sweep: preparing data in %s", data)
-        prepare(data_config(grid, out))
-        faults.point("stage:data")
-    return data
+    configs = [data_config(grid, out), *(data_config(grid, out, m.tokenizer) for m in grid.models)]
+    for cfg in {Path(c.out): c for c in configs}.values():
+        if not (Path(cfg.out) / "meta.json").is_file():
+            log.info("sweep: preparing data in %s", cfg.out)
+            prepare(cfg)
+            faults.point("stage:data")
+    return out / "data"
 
 
 def run_job(grid: Grid, run: Run | None, models: list[Model], out: Path) -> None:
@@ -178,8 +194,10 @@ def measure_model(grid: Grid, model: Model, out: Path) -> Path:
     from lingcollapse.collect.run import collect
     from lingcollapse.metrics.job import measure_files
     from lingcollapse.metrics.result import output_paths
+    from lingcollapse.sweep.resources import check_declared
 
     path = model.path(out)
+    check_declared(grid, model)  # the config the plan sized its job from is the real one
     for cfg in collect_configs(grid, model, out):
         collect(cfg)  # a finished pass returns at once
         faults.point("stage:collect")
