@@ -260,13 +260,22 @@ def test_registered_families_train_on_the_models_own_loss(family):
     assert float(summed) / ids[:, 1:].numel() == pytest.approx(float(own), rel=1e-5)
 
 
-def test_a_soft_capped_family_is_no_training_family():
-    """Gemma-2 soft-caps its logits: train's objective on W h + b would not be its loss."""
-    model = tiny_model("gemma2").eval()
+@pytest.mark.parametrize("family", ["gemma2", "cohere", "granite"])
+def test_train_init_from_a_transformed_family_trains_on_its_own_loss(family):
+    """Gemma-2 soft-caps its logits, Cohere and Granite scale them: ``train --init`` from
+    such a model trains on the model's own loss (the transform applied to W h + b), which
+    the raw W h + b would not give (checked, so the test can fail). They are no
+    ``--family`` to build from scratch."""
+    model = tiny_model(family).eval()
     ids = torch.randint(0, VOCAB, (2, 16), generator=torch.Generator().manual_seed(0))
+    objective = _Objective(model)
     with torch.no_grad():
-        summed, _ = _Objective(model)(ids)
+        summed, _ = objective(ids)
         own = model(input_ids=ids, labels=ids).loss
-    assert abs(float(summed) / ids[:, 1:].numel() - float(own)) > 1e-3
-    with pytest.raises(UserError, match="unknown model family 'gemma2'"):
-        registry.family("gemma2")
+        objective.transform = LogitTransform()  # the raw head
+        raw, _ = objective(ids)
+    n = ids[:, 1:].numel()
+    assert float(summed) / n == pytest.approx(float(own), rel=1e-5)
+    assert abs(float(raw) / n - float(own)) > 1e-3
+    with pytest.raises(UserError, match=f"unknown model family '{family}'"):
+        registry.family(family)

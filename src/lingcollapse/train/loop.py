@@ -160,16 +160,23 @@ class _Objective(torch.nn.Module):
 
     The LM head runs on the T−1 positions that have a next token, in one module, so
     ``torch.compile`` fuses the float32 log-softmax instead of materialising (B, T, V)
-    float32 logits, and DDP sees a single forward.
+    float32 logits, and DDP sees a single forward. A model that transforms ``W h + b``
+    before its softmax (Gemma-2's soft-capping, Cohere's and Granite's scales, from an
+    ``--init`` model) is trained on its own loss: the transform is applied here too.
     """
 
     def __init__(self, model):
+        from lingcollapse.metrics.classifier import logit_transform
+
         super().__init__()
         self.model = model
+        self.transform = logit_transform(model)
 
     def forward(self, ids, hits: bool = False):  # (B, T) → (), () or None
         hidden = self.model.base_model(input_ids=ids, use_cache=False).last_hidden_state
         logits = self.model.get_output_embeddings()(hidden[:, :-1]).float()  # (B, T−1, V)
+        if not self.transform.identity:
+            logits = self.transform(logits)
         labels = ids[:, 1:]
         loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum")
         # top-1 only for evaluation: an argmax over V is a whole extra pass over the logits
