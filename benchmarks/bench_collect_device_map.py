@@ -9,8 +9,10 @@ One model (the paper's GPT-Neo architecture at 12 × 768, random weights, as in
 batches in one process, side by side. Per batch, synchronised: **forward** =
 ``EmbeddingModel.embeddings(ids, ["last"])`` (the body through accelerate's hooks), and
 **update** = what ``add_batch`` does after it (the (B, T−1, d) embeddings moved to the
-statistics' device and added to the float64 ``ClassAccumulator``, Eq. 2–3). Medians over
-the batches after a warm-up one. Goal (issue 15): update ≤ 5% of the forward.
+statistics' device and added to the float64 ``ClassAccumulator``, Eq. 2–3). The
+placements take the batches in turn, batch by batch, so a shared machine's load falls on
+all of them; after a warm-up batch, the best time of each (the least disturbed) and the
+median of the per-batch ratios. Goal (issue 15): update ≤ 5% of the forward.
 
 Placements without CUDA (this is what a CPU run can and cannot show):
 
@@ -55,32 +57,45 @@ def sync() -> None:
         torch.cuda.synchronize(index)
 
 
-def per_batch(model: EmbeddingModel, tokens, batch: int, batches: int, stats_device) -> dict:
-    """Median seconds of the forward and of the statistics update, per batch."""
-    acc = ClassAccumulator(model.vocab_size, model.dim, device=stats_device)
-    forward, update = [], []
-    for start in range(0, (batches + 1) * batch, batch):  # the first batch warms up
-        ids = torch.from_numpy(np.asarray(tokens[start : start + batch]).astype(np.int64))
-        ids = ids.to(model.device)  # (B, T)
+class Side:
+    """One placement's model, accumulator and per-batch times."""
+
+    def __init__(self, model: EmbeddingModel, stats_device) -> None:
+        self.model = model
+        self.acc = ClassAccumulator(model.vocab_size, model.dim, device=stats_device)
+        self.forward: list[float] = []
+        self.update: list[float] = []
+
+    def step(self, batch: np.ndarray, timed: bool) -> None:
+        """One batch: the forward, then the update ``add_batch`` does, synchronised."""
+        ids = torch.from_numpy(batch.astype(np.int64)).to(self.model.device)  # (B, T)
         sync()
         t0 = time.perf_counter()
-        h = model.embeddings(ids, ["last"])["last"]  # (B, T, d)
+        h = self.model.embeddings(ids, ["last"])["last"]  # (B, T, d)
         sync()
         t1 = time.perf_counter()
         targets = ids[:, 1:].reshape(-1)  # as add_batch: (B·(T−1),)
-        acc.update(h[:, :-1].reshape(targets.numel(), -1), targets)
+        self.acc.update(h[:, :-1].reshape(targets.numel(), -1), targets)
         sync()
-        if start:
-            forward.append(t1 - t0)
-            update.append(time.perf_counter() - t1)
-    assert int(acc.counts.sum()) == (batches + 1) * batch * (tokens.shape[1] - 1)
-    fwd, upd = float(np.median(forward)), float(np.median(update))
-    return {
-        "forward_s": fwd,
-        "update_s": upd,
-        "ratio": upd / fwd,
-        "stats_device": str(stats_device),
-    }
+        if timed:
+            self.forward.append(t1 - t0)
+            self.update.append(time.perf_counter() - t1)
+
+    def summary(self) -> dict:
+        """Best of each (the least disturbed on a shared machine) and the median of the
+        per-batch ratios."""
+        fwd, upd = min(self.forward), min(self.update)
+        ratios = np.array(self.update) / np.array(self.forward)
+        return {
+            "forward_s": fwd,
+            "update_s": upd,
+            "ratio": upd / fwd,
+            "median_ratio": float(np.median(ratios)),
+            "forward_s_all": self.forward,
+            "update_s_all": self.update,
+            "stats_device": str(self.acc.device),
+            "map": _where(self.model),
+        }
 
 
 def hooked(path: Path, device: str) -> EmbeddingModel:
@@ -131,7 +146,7 @@ def main() -> None:
     p.add_argument("--depth", type=int, default=12)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--batches", type=int, default=5)
+    p.add_argument("--batches", type=int, default=6)
     args = p.parse_args()
     print(
         f"GPT-Neo {args.depth}×{args.width}, V={VOCAB:,}, batch {args.batch_size} × "
@@ -144,15 +159,23 @@ def main() -> None:
         make_data(data, (args.batches + 1) * args.batch_size, args.seq_len)
         tokens = np.load(data / "train.npy", mmap_mode="r")
         weights = (path / "model.safetensors").stat().st_size
-        for name, model, stats in placements(path, Path(tmp) / "offload", weights, args):
-            found = per_batch(model, tokens, args.batch_size, args.batches, torch.device(stats))
-            found["map"] = _where(model)
-            results[name] = found
+        sides = {
+            name: Side(model, torch.device(stats))
+            for name, model, stats in placements(path, Path(tmp) / "offload", weights, args)
+        }
+        # round robin, batch by batch: a shared machine's load falls on every placement
+        for start in range(0, (args.batches + 1) * args.batch_size, args.batch_size):
+            batch = np.asarray(tokens[start : start + args.batch_size])
+            for side in sides.values():
+                side.step(batch, timed=start > 0)  # the first batch warms up
+        for name, side in sides.items():
+            found = results[name] = side.summary()
             print(
                 f"  {name:<24} forward {found['forward_s'] * 1e3:8.1f} ms   update "
-                f"{found['update_s'] * 1e3:7.2f} ms   ({found['ratio']:.2%})   {found['map']}"
+                f"{found['update_s'] * 1e3:7.2f} ms   ({found['ratio']:.2%}; per-batch "
+                f"median {found['median_ratio']:.2%})   {found['map']}"
             )
-    defaults = (768, 12, 256, 4, 5)
+    defaults = (768, 12, 256, 4, 6)
     if (args.width, args.depth, args.seq_len, args.batch_size, args.batches) == defaults:
         _record(args, results)
 
@@ -179,7 +202,9 @@ def _record(args, results: dict) -> None:
         "what": f"collection of a model split over devices ({args.depth}×{args.width} "
         f"GPT-Neo, V = 50,257, {where}): per batch of {args.batch_size} × {args.seq_len}, "
         "the statistics update against the forward, same process",
-        "result": f"**{results[claim]['ratio']:.2%}** of the forward ({shares})",
+        "result": f"**{results[claim]['ratio']:.2%}** of the forward, best of "
+        f"{args.batches} batches each (per-batch median "
+        f"{results[claim]['median_ratio']:.2%}; {shares})",
         "goal": "≤ 5%",
     }
     record("collect_device_map_cuda" if cuda else "collect_device_map", row, {
