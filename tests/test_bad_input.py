@@ -721,6 +721,19 @@ MEASURE = {
     "--min-count above every count": lambda a, t: measure(t, a.train, "--min-count", 10**9),
     "--cdnv-power -1": lambda a, t: measure(t, a.train, "--cdnv-power", -1),
     "--tile 0": lambda a, t: measure(t, a.train, "--tile", 0),
+    "--sample-pairs 1": lambda a, t: measure(t, a.train, "--sample-pairs", 1),
+    "--sample-pairs above the cap": lambda a, t: measure(t, a.train, "--sample-pairs", "1e10"),
+    "--sample-pairs 2.5": lambda a, t: measure(t, a.train, "--sample-pairs", 2.5),
+    "--sample-pairs not fewer than the pairs (exact is cheaper)": lambda a, t: measure(
+        t, a.train, "--sample-pairs", 10**8
+    ),
+    "--sample-seed without --sample-pairs": lambda a, t: measure(t, a.train, "--sample-seed", 1),
+    "--sample-seed -1": lambda a, t: measure(
+        t, a.train, "--sample-pairs", 100, "--sample-seed", -1
+    ),
+    "--sample-pairs with --tile": lambda a, t: measure(
+        t, a.train, "--sample-pairs", 100, "--tile", 64
+    ),
     "--device tpu": lambda a, t: measure(t, a.train, device="tpu"),
     "--tokenizer missing": lambda a, t: measure(t, a.train, "--tokenizer", t / "nope"),
     "data dir as --tokenizer": lambda a, t: measure(t, a.train, "--tokenizer", a.data),
@@ -977,6 +990,7 @@ SWEEP = {
     "[collect] dtype unknown": grid("[collect]\n", '[collect]\ndtype = "int8"\n'),
     "[measure] preset unknown": lambda a, t: sweep(t, GRID + '\n[measure]\npreset = "papyn"\n'),
     "[measure] min_count 0": lambda a, t: sweep(t, GRID + "\n[measure]\nmin_count = 0\n"),
+    "[measure] sample_pairs 1": lambda a, t: sweep(t, GRID + "\n[measure]\nsample_pairs = 1\n"),
     "[analyze] permutations 0": grid("permutations = 200", "permutations = 0"),
     "[[models]] config key unknown": lambda a, t: sweep(
         t, GRID + '\n[[models]]\nid = "a/b"\nconfig = { model_type = "llama", hidden = 8 }\n'

@@ -61,6 +61,8 @@ def measure(
     device: str = "auto",
     tile: int | None = None,
     cdnv_control: bool = False,
+    sample_pairs: int | None = None,
+    sample_seed: int | None = None,
 ) -> Measurement:
     """Every neural-collapse metric of one model's statistics, as ``lingcollapse measure``.
 
@@ -93,6 +95,12 @@ def measure(
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         tile: classes per tile of the pairwise pass (default 1024, or less to fit).
         cdnv_control: also ``nc1_cdnv_k0``, the scale-invariant CDNV (k = 0).
+        sample_pairs: estimate the pairwise metrics from this many uniformly drawn pairs
+            of classes instead of all C(C − 1)/2 (O(N·d) instead of O(C²·d)): each
+            estimate ``NAME`` gets ``NAME_ci95`` = [low, high], its 95% interval, and
+            ``to_dict()["sampling"]`` says what was estimated, exact or skipped
+            (:mod:`lingcollapse.metrics.sampled`). None: exact.
+        sample_seed: the seed of those pairs (default 0): a seed gives the same pairs.
 
     Returns:
         A :class:`Measurement`: ``.to_dict()`` (the content of ``metrics.json``),
@@ -102,8 +110,17 @@ def measure(
         UserError: unreadable or mismatched inputs (validation stats of other means,
             a classifier of another width, …) and bad settings, each with what to do.
     """
-    conv = job.check_settings(preset, min_count, cdnv_power, tile, device)
+    conv = job.check_settings(
+        preset, min_count, cdnv_power, tile, device, sample_pairs, sample_seed
+    )
     inputs = job.read_inputs(train, validation, classifier, ood, tokenizer)
     return job.measure_inputs(
-        inputs, conv, preset=preset, device=device, tile=tile, cdnv_control=cdnv_control
+        inputs,
+        conv,
+        preset=preset,
+        device=device,
+        tile=tile,
+        cdnv_control=cdnv_control,
+        sample_pairs=sample_pairs,
+        sample_seed=sample_seed,
     )

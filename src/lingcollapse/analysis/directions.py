@@ -21,6 +21,7 @@ from lingcollapse.metrics.names import ARROW, DIRECTION, METRICS, TOWARD_ZERO, a
 
 __all__ = [
     "ARROW",
+    "CI_SUFFIX",
     "DIRECTION",
     "IDENTITY",
     "LABELS",
@@ -58,6 +59,10 @@ DATA = (
 )
 # Future or user-added NC columns (nc1_…, gnc2_…, unc3_…) are analysed too.
 _NC_PATTERN = re.compile(r"^(g|u)?nc\d+_")
+# An estimate's 95% interval (measure --sample-pairs): NAME_ci95 in metrics.json, its
+# ends NAME_ci95_low and NAME_ci95_high in a results table; never a metric of its own.
+CI_SUFFIX = "_ci95"
+_INTERVAL = re.compile(r"_ci95(_low|_high)?$")
 
 # Axis labels: the paper's names and equation numbers (§3.4–3.7).
 LABELS = {
@@ -102,7 +107,7 @@ LABELS = {
 
 def is_metric(name: str) -> bool:
     """A column that ``analyze`` correlates: a §3 name, or an NC-style name."""
-    if name in IDENTITY or name in _NOT_METRICS:
+    if name in IDENTITY or name in _NOT_METRICS or _INTERVAL.search(name):
         return False
     return name in METRICS or bool(_NC_PATTERN.match(name))
 

@@ -27,7 +27,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lingcollapse.analysis.directions import DIRECTION, IDENTITY, METRICS, arrow, is_metric
+from lingcollapse.analysis.directions import (
+    CI_SUFFIX,
+    DIRECTION,
+    IDENTITY,
+    METRICS,
+    arrow,
+    is_metric,
+)
 from lingcollapse.analysis.explore import HIST_BINS, MAX_TOKENS, NEIGHBOURS
 from lingcollapse.analysis.summary import ALPHA, format_p, significant, test_settings
 from lingcollapse.errors import UserError, first_line
@@ -593,18 +600,50 @@ def _results_table(results: pd.DataFrame) -> str:
         for c in cols
     )
     body = []
-    for _, row in results[cols].iterrows():
+    for _, row in results.iterrows():
         cells = "".join(
-            f"<td class='{'l' if c == 'model' else ''}'{_sort_key(_py(row[c]))}>"
-            f"{_num(_py(row[c]))}</td>"
+            f"<td class='{'l' if c == 'model' else ''}'{_sort_key(_py(row[c]))}"
+            f"{_estimate_title(row, c)}>{_estimate_mark(row, c)}{_num(_py(row[c]))}</td>"
             for c in cols
         )
         model = html.escape(str(row["model"])) if "model" in cols else ""
         body.append(f"<tr data-model='{model}'>{cells}</tr>")
+    sampled = any(f"{c}{CI_SUFFIX}_low" in results.columns for c in metrics)
+    note = (
+        "<p class='muted'>≈ an estimate from sampled pairs of classes (<code>measure "
+        "--sample-pairs</code>); hover it for its 95% interval.</p>"
+        if sampled
+        else ""
+    )
     return (
         "<div class='scroll wide'><table class='lc-sort results'>"
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{note}"
     )
+
+
+def _interval(row, column: str) -> tuple[float, float] | None:
+    """The 95% interval of an estimated cell (``NAME_ci95_low``/``_high``), else None."""
+    low, high = row.get(f"{column}{CI_SUFFIX}_low"), row.get(f"{column}{CI_SUFFIX}_high")
+    try:
+        low, high = float(low), float(high)
+    except (TypeError, ValueError):
+        return None
+    return (low, high) if math.isfinite(low) and math.isfinite(high) else None
+
+
+def _estimate_mark(row, column: str) -> str:
+    return "≈" if _interval(row, column) is not None else ""
+
+
+def _estimate_title(row, column: str) -> str:
+    """The browser's tooltip of an estimated cell: its interval and the pairs drawn."""
+    interval = _interval(row, column)
+    if interval is None:
+        return ""
+    pairs = _py(row.get("sample_pairs"))
+    drawn = f" from {pairs:,} sampled pairs" if isinstance(pairs, int) else " from sampled pairs"
+    text = f"estimated{drawn}; 95% interval [{_num(interval[0])}, {_num(interval[1])}]"
+    return f" title='{html.escape(text)}'"
 
 
 def _py(x):

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from lingcollapse.analysis import published
-from lingcollapse.analysis.directions import IDENTITY
+from lingcollapse.analysis.directions import CI_SUFFIX, IDENTITY
 from lingcollapse.errors import UserError
 from lingcollapse.io import CHECKSUM, read_csv, read_json
 
@@ -126,12 +126,27 @@ def _run_config(run: Path) -> dict:
 def _metrics_row(path: Path, config: dict, run: Path) -> dict:
     metrics = _load_json(path, "delete it and run `lingcollapse measure` again")
     row = {k: v for k, v in metrics.items() if not isinstance(v, dict | list) and k != CHECKSUM}
+    row.update(estimate_columns(metrics))
     flat = _flatten(config)
     for key in (*IDENTITY, *SETTINGS):
         if row.get(key) is None and flat.get(key) is not None:
             row[key] = flat[key]
     row.setdefault("model", run.name)
     return row
+
+
+def estimate_columns(metrics: dict) -> dict:
+    """What ``measure --sample-pairs`` adds to metrics.json, as numbers a table can hold:
+    ``NAME_ci95`` = [low, high] as ``NAME_ci95_low`` and ``NAME_ci95_high``, and the
+    pairs drawn as ``sample_pairs``."""
+    out = {}
+    for key, value in metrics.items():
+        if key.endswith(CI_SUFFIX) and isinstance(value, list) and len(value) == 2:
+            out[f"{key}_low"], out[f"{key}_high"] = value
+    sampling = metrics.get("sampling")
+    if isinstance(sampling, dict) and isinstance(sampling.get("pairs"), int):
+        out["sample_pairs"] = sampling["pairs"]
+    return out
 
 
 def _load_json(path: Path, remedy: str = "fix or delete it") -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from dataclasses import fields
 from pathlib import Path
 
@@ -60,6 +61,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also nc1_cdnv_k0, the CDNV with k = 0: unlike k = 2 it does not change when "
         "every embedding is scaled (one more pass over each pairwise tile)",
     )
+    p.add_argument(
+        "--sample-pairs",
+        type=pair_count,
+        metavar="N",
+        help="estimate the pairwise metrics (CDNV, interference, log kernel; the ETF and Zhu "
+        "errors when ZᵀZ would cost too much) from N uniformly drawn pairs of classes, each "
+        "with its 95%% interval (NAME_ci95 in metrics.json), in O(N·d) instead of O(C²·d); "
+        "e.g. 1e6 (default: exact)",
+    )
+    p.add_argument(
+        "--sample-seed",
+        type=int,
+        metavar="S",
+        help="seed of the pairs drawn by --sample-pairs (default 0)",
+    )
     p.add_argument("--tokenizer", help="tokenizer to decode token ids (default: the run's)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument(
@@ -77,6 +93,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(func=run)
     add_log_every(p)
+
+
+def pair_count(text: str) -> int:
+    """A count of pairs as typed: ``1000000``, ``1_000_000`` or ``1e6``."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"not a whole number of pairs: {text!r}")
+    return int(value)
 
 
 def run(args: argparse.Namespace) -> int:

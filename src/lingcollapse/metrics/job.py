@@ -30,7 +30,7 @@ import torch
 from lingcollapse.device import check_device_name, pick_device
 from lingcollapse.errors import UserError
 from lingcollapse.memory import is_out_of_memory
-from lingcollapse.metrics import conventions
+from lingcollapse.metrics import conventions, sampled
 from lingcollapse.metrics.classifier import load_classifier
 from lingcollapse.metrics.compute import Measured, measure
 from lingcollapse.metrics.result import Measurement
@@ -69,6 +69,8 @@ class MeasureConfig:
     device: str = "auto"
     tile: int | None = None  # 1024, or less to fit free memory
     cdnv_control: bool = False  # also nc1_cdnv_k0, the scale-invariant CDNV (k = 0)
+    sample_pairs: int | None = None  # exact; N: pairwise metrics estimated from N pairs
+    sample_seed: int | None = None  # 0: the seed of the pairs drawn
     out: Path | None = None  # the run dir (the parent of stats/), else the stats' dir
 
     def __post_init__(self) -> None:
@@ -76,7 +78,15 @@ class MeasureConfig:
         self.validation = _optional_path(self.validation)
         self.ood = _optional_path(self.ood)
         self.out = _optional_path(self.out)
-        check_settings(self.preset, self.min_count, self.cdnv_power, self.tile, self.device)
+        check_settings(
+            self.preset,
+            self.min_count,
+            self.cdnv_power,
+            self.tile,
+            self.device,
+            sample_pairs=self.sample_pairs,
+            sample_seed=self.sample_seed,
+        )
         if self.out is not None:
             _check_out(self.out)
 
@@ -87,12 +97,21 @@ class MeasureConfig:
         )
 
 
-def check_settings(preset, min_count, cdnv_power, tile, device) -> conventions.Convention:
+def check_settings(
+    preset, min_count, cdnv_power, tile, device, sample_pairs=None, sample_seed=None
+) -> conventions.Convention:
     """The convention of ``preset`` with ``min_count`` and ``cdnv_power`` laid over it,
-    after checking them, ``tile`` and the device's name (a :class:`UserError` each)."""
+    after checking them, ``tile``, the device's name and the sampling of pairs (a
+    :class:`UserError` each)."""
     conv = conventions.resolve(preset, min_count=min_count, cdnv_power=cdnv_power)
     if tile is not None and tile < 1:
         raise UserError(f"--tile must be positive, not {tile}")
+    sampled.check_count(sample_pairs, sample_seed)
+    if sample_pairs is not None and tile is not None:
+        raise UserError(
+            "--tile sets the tiles of the exact pairwise pass, which --sample-pairs "
+            "replaces: drop one of them"
+        )
     check_device_name(device)
     return conv
 
@@ -139,6 +158,8 @@ def measure_files(cfg: MeasureConfig) -> MeasureOutcome:
         device=cfg.device,
         tile=cfg.tile,
         cdnv_control=cfg.cdnv_control,
+        sample_pairs=cfg.sample_pairs,
+        sample_seed=cfg.sample_seed,
     )
     result.save(out)
     return MeasureOutcome(result.to_dict(), out, result.notes, result.warnings)
@@ -182,9 +203,12 @@ def measure_inputs(
     device: str = "auto",
     tile: int | None = None,
     cdnv_control: bool = False,
+    sample_pairs: int | None = None,
+    sample_seed: int | None = None,
 ) -> Measurement:
     """Every metric (Eq. 2–11, :class:`Measurement`) and the per-class table of
-    ``inputs``, with the model's identity, the data and the conventions beside them."""
+    ``inputs``, with the model's identity, the data and the conventions beside them;
+    with ``sample_pairs``, the pairwise ones estimated (:mod:`.sampled`)."""
     train = inputs.train
     chosen = pick_device(device)
     said = list(inputs.warnings)
@@ -199,6 +223,8 @@ def measure_inputs(
             device=chosen,
             tile=tile,
             cdnv_control=cdnv_control,
+            sample_pairs=sample_pairs,
+            sample_seed=sample_seed,
         )
     measured = result.metrics
     if inputs.tag:  # the head on an inner layer's states is no loss of the model's
@@ -213,7 +239,14 @@ def measure_inputs(
     return Measurement(
         metrics,
         result.classes,
-        {**setting, "device": str(chosen), "tile": tile, "cdnv_control": cdnv_control},
+        {
+            **setting,
+            "device": str(chosen),
+            "tile": tile,
+            "cdnv_control": cdnv_control,
+            "sample_pairs": sample_pairs,
+            "sample_seed": sample_seed,
+        },
         dict(train.metadata),
         inputs.tag,
         list(inputs.notes),
@@ -263,8 +296,6 @@ def layer_tag(train_stats: Path, meta: dict) -> str:
     return found.group(0) if found and layer is None else ""
 
 
-
-
 @contextlib.contextmanager
 def _caught(said: list[str]):
     """Warnings raised inside become lines of ``said``, for the caller to show or not."""
@@ -280,8 +311,10 @@ def _degenerate_warning(result: Measured) -> list[str]:
     n = result.metrics["n_degenerate_pairs"]
     if not n:
         return []
+    interval = result.metrics.get("n_degenerate_pairs_ci95")
+    said = f"{n:,}" if interval is None else f"about {n:,} (95%: {interval[0]:,}–{interval[1]:,})"
     return [
-        f"{n} pair(s) of classes have coinciding means; they are left out "
+        f"{said} pair(s) of classes have coinciding means; they are left out "
         "of the CDNV (Eq. 4) and log-kernel (Eq. 7) means"
     ]
 

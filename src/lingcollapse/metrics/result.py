@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from lingcollapse.errors import UserError
 from lingcollapse.io import atomic_path, make_parent, write_json
 from lingcollapse.metrics.names import METRICS, arrow
-from lingcollapse.metrics.report import format_value
+from lingcollapse.metrics.report import format_value, interval_text, sampling_note, shown_value
 
 if TYPE_CHECKING:  # pandas costs a quarter second to import
     import pandas as pd
@@ -84,6 +84,15 @@ class Measurement:
     - ``n_classes`` (C), ``n_samples`` (N), ``dim`` (d), ``vocab_size`` (V),
       ``samples_per_class_mean``/``_std`` (over S).
 
+    **Sampled pairs** (``sample_pairs`` / ``measure --sample-pairs N``): the pairwise
+    metrics are estimated from N uniformly drawn pairs (:mod:`lingcollapse.metrics.sampled`);
+    each estimate ``NAME`` gets ``NAME_ci95`` = [low, high], its 95% interval, and
+    ``sampling`` records the pairs drawn, the seed, the names ``estimated``, ``exact`` and
+    ``skipped`` (with the reason). ``nc2_interference_mean`` stays exact (a closed form);
+    so do the d×d closed forms while C·d² is small, else ``nc2_etf_error`` and
+    ``nc3_zhu_error`` are estimated and ``nc1_covariance_ratio`` skipped;
+    ``n_degenerate_pairs`` is estimated from the share of degenerate draws.
+
     Beside them: the model's identity (``model``, ``layer``, ``width``, ``depth``, … as
     recorded), the data (``n_sequences``, ``seq_len``, ``corpus``, ``tokenizer``), the
     ``preset`` and its conventions (``centre``, ``variance``, ``cdnv_power``,
@@ -94,7 +103,9 @@ class Measurement:
     ``sigma2`` (σ_c², Eq. 3), ``log_norm`` (``log ‖z_c‖``), ``cdnv_mean``,
     ``interference_mean``, ``logkernel_mean`` (row means over c' ≠ c of Eq. 4, 6, 7),
     ``duality_cos`` (Eq. 8), ``dot`` (``⟨w_c, z_c⟩``), ``val_count`` and
-    ``agreement_rate`` (Eq. 10 among the validation samples of class c).
+    ``agreement_rate`` (Eq. 10 among the validation samples of class c). With sampled
+    pairs ``cdnv_mean`` and ``logkernel_mean`` are NaN (a class's row needs all its
+    pairs); ``interference_mean`` is exact.
     """
 
     metrics: dict  # metric names → values, as metrics.json holds them (no checksum)
@@ -128,11 +139,13 @@ class Measurement:
         return classes, metrics
 
     def rows(self) -> list[tuple[str, str, str]]:
-        """(name, ↑/↓, formatted value) of every metric present, in the canonical order."""
+        """(name, ↑/↓, formatted value) of every metric present, in the canonical order;
+        an estimate from sampled pairs reads ``≈value 95% [low, high]``."""
+        m = self.metrics
         return [
-            (name, arrow(name), format_value(self.metrics[name]))
+            (name, arrow(name), f"{shown_value(m, name)} {interval_text(m, name)}".strip())
             for name in METRICS
-            if name in self.metrics
+            if name in m
         ]
 
     def headline(self) -> str:
@@ -155,6 +168,7 @@ class Measurement:
         width = max([len(name) for name, _, _ in rows] + [6])
         lines = [f"Measurement: {self.headline()}"]
         lines += [f"  {name:<{width}}  {a:<2} {value:>13}" for name, a, value in rows]
+        lines += [f"  {line}" for line in sampling_note(self.metrics)]
         lines.append(f"  {LEGEND}")
         return "\n".join(lines)
 
@@ -168,7 +182,9 @@ class Measurement:
         return (
             f"<p><b>Measurement</b>: {html.escape(self.headline())}</p>"
             f"<table><thead><tr><th>metric</th><th></th><th>value</th></tr></thead>"
-            f"<tbody>{body}</tbody></table><p><small>{html.escape(LEGEND)}</small></p>"
+            f"<tbody>{body}</tbody></table><p><small>"
+            f"{'<br>'.join(html.escape(x) for x in [*sampling_note(self.metrics), LEGEND])}"
+            "</small></p>"
         )
 
 
