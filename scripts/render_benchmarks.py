@@ -20,7 +20,9 @@ README = ROOT / "README.md"
 RESULTS = ROOT / "benchmarks" / "results"
 BEGIN, END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
 # The order of the pipeline; a benchmark not listed comes after, by name.
-ORDER = ["data_prepare", "train", "accumulate", "collect", "measure", "memory", "demo"]
+ORDER = [
+    "data_prepare", "train", "accumulate", "collect", "measure", "sample_pairs", "memory", "demo"
+]  # fmt: skip
 
 
 def _where(r: dict) -> str:
