@@ -256,6 +256,14 @@ def test_cli_json_marks_estimates_and_metrics_json_records_them(run, capsys):
     assert "≈" not in mean and "95%" not in mean
 
 
+def test_inspect_says_why_a_row_mean_is_missing(run, capsys):
+    assert main(["measure", str(run), "--device", "cpu", "--sample-pairs", "1000"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(run), "--top", "3", "--by", "cdnv_mean"]) == 2
+    assert "measure --sample-pairs leaves it out" in capsys.readouterr().err
+    assert main(["inspect", str(run), "--top", "3", "--by", "interference_mean"]) == 0
+
+
 def test_the_python_api_takes_the_same_options(run):
     m = lc.measure(run, sample_pairs=1_000, device="cpu")
     assert m.settings["sample_pairs"] == 1_000 and m.settings["sample_seed"] is None

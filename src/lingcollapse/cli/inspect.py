@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from lingcollapse.analysis import inspect
     from lingcollapse.errors import UserError
     from lingcollapse.metrics.job import local_tokenizer
+    from lingcollapse.metrics.sampled import NAN_COLUMNS
 
     if args.neighbours < 1:
         raise UserError(f"--neighbours must be positive, not {args.neighbours}")
@@ -55,6 +56,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         k = args.top if args.top is not None else args.bottom
         rows = inspect.extremes(classes, args.by, k, largest=args.top is not None)
+        if rows.empty and len(classes):
+            why = (
+                " (measure --sample-pairs leaves it out: a row mean needs every pair of its class)"
+                if args.by in NAN_COLUMNS
+                else ""
+            )
+            raise UserError(
+                f"column {args.by!r} of {args.run}'s classes.parquet has no value{why}; "
+                "rank by another column"
+            )
         title = f"{'top' if args.top is not None else 'bottom'} {k} by {args.by} in {args.run}"
     cols = [c for c in inspect.SHOWN if c in classes.columns]
     extra = [args.by] if args.by in classes.columns and args.by not in cols else []
