@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import pickle
 import re
 import socket
@@ -236,18 +235,9 @@ def test_slurm_asks_each_model_for_its_planned_resources(tmp_path, monkeypatch):
     """Cells of other resources go to other arrays: a model that needs two GPUs gets
     them, its memory, and collects with device_map=auto; a small one gets one GPU."""
     pytest.importorskip("submitit")
-    from test_sweep_slurm import SBATCH, flags
+    from test_sweep_slurm import fake_sbatch, flags
 
-    bin_ = tmp_path / "bin"
-    bin_.mkdir()
-    (bin_ / "sbatch").write_text(SBATCH)
-    (bin_ / "srun").write_text("#!/bin/sh\nexit 1\n")
-    for tool in ("sbatch", "srun"):
-        (bin_ / tool).chmod(0o755)
-    log = tmp_path / "sbatch"
-    log.mkdir()
-    monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("SBATCH_LOG", str(log))
+    log = fake_sbatch(tmp_path, monkeypatch)
 
     raw = tomllib.loads(bundled.path("llms").read_text())
     models = [m for m in raw["models"] if m["id"].endswith(("pythia-70m", "pythia-12b"))]

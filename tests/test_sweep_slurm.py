@@ -46,6 +46,10 @@ echo "Submitted batch job $id"
 
 @pytest.fixture
 def sbatch(tmp_path, monkeypatch):
+    return fake_sbatch(tmp_path, monkeypatch)
+
+
+def fake_sbatch(tmp_path, monkeypatch):
     """A fake `sbatch` first on PATH (and an `srun`, which submitit looks for to decide
     it is on a cluster); returns the folder of the scripts sbatch was given."""
     bin_ = tmp_path / "bin"

@@ -495,13 +495,7 @@ def _checkpoint_layers(partial: Path, fingerprint: str, layers) -> list:
     checkpoint from before there were passes holds every layer of the job."""
     if not partial.is_file():
         return []
-    try:
-        with safe_open(str(partial), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as err:  # safetensors raises several types for bad bytes
-        raise UserError(
-            f"the checkpoint {partial} is unreadable ({first_line(err)}): {_REMEDY}"
-        ) from None
+    _, meta = _open_checkpoint(partial, tensors=False)
     try:
         names = json.loads(meta["layers"]) if "layers" in meta else [str(x) for x in layers]
         by_name = {str(layer): layer for layer in layers}
@@ -536,17 +530,22 @@ def _resume(partial: Path, fingerprint: str, group: list, accs: dict) -> int:
 _REMEDY = "delete it to start the pass over (the same command then starts from 0)"
 
 
+def _open_checkpoint(partial: Path, tensors: bool = True):
+    """A checkpoint's tensors (``{}`` unless asked for) and metadata, as read."""
+    try:
+        loaded = load_file(str(partial)) if tensors else {}
+        with safe_open(str(partial), framework="pt") as f:
+            return loaded, f.metadata() or {}
+    except Exception as err:  # safetensors raises several types for bad bytes
+        raise UserError(
+            f"the checkpoint {partial} is unreadable ({first_line(err)}): {_REMEDY}"
+        ) from None
+
+
 def _read_checkpoint(partial: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """A checkpoint's tensors and metadata, checked against the SHA-256 it records."""
     remedy = _REMEDY
-    try:
-        tensors = load_file(str(partial))
-        with safe_open(str(partial), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as err:  # safetensors raises several types for bad bytes
-        raise UserError(
-            f"the checkpoint {partial} is unreadable ({first_line(err)}): {remedy}"
-        ) from None
+    tensors, meta = _open_checkpoint(partial)
     if meta.get("sha256") != _checkpoint_sha256(tensors, meta):
         raise UserError(
             f"the checkpoint {partial} is corrupt: its contents do not match the checksum "
