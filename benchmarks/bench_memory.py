@@ -29,12 +29,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_collect import VOCAB, build, make_data
 from bench_measure import make_stats
 
+from lingcollapse.collect.passes import target_classes
 from lingcollapse.memory import GIB, ModelShape, collect_bytes, gib, measure_bytes
 from lingcollapse.models.attention import use_sdpa
 from lingcollapse.models.gpt_neo import TABLE3_BATCH
@@ -80,6 +82,11 @@ def bench_collect(tmp: Path, width: int, depth: int, batch: int, seq_len: int, n
     use_sdpa(model)  # as collect loads it: the estimate is of the path that runs
     shape = ModelShape.of(model)
     del model
+    # the classes the data holds as targets: train keeps rows for these alone (R ≤ V),
+    # and validation decides among them (min-count 1), as collect sizes its work
+    tokens = np.load(data / "train.npy", mmap_mode="r")
+    found = target_classes(tokens, range(tokens.shape[0]), shape.vocab)
+    kept = shape.vocab if found is None else found.numel()
     rows = []
     for split in ("train", "validation"):
         out = tmp / f"{split}.safetensors"
@@ -88,7 +95,8 @@ def bench_collect(tmp: Path, width: int, depth: int, batch: int, seq_len: int, n
         if split == "validation":
             cmd += ["--train-stats", str(tmp / "train.safetensors")]
         seconds, peak = peak_rss(cmd)
-        estimate = collect_bytes(shape, batch, seq_len, split).host
+        sizes = {"rows": kept} if split == "train" else {"classes": kept}
+        estimate = collect_bytes(shape, batch, seq_len, split, **sizes).host
         what = f"collect {split} {depth}×{width} B={batch} T={seq_len:,}"
         rows.append({"what": what, "s": seconds, "peak": peak, "est": estimate})
     return rows
@@ -97,12 +105,13 @@ def bench_collect(tmp: Path, width: int, depth: int, batch: int, seq_len: int, n
 def table() -> None:
     """The bounds at the paper's scale: measure, and collect at Table 3's batch sizes,
     T = 2,048, float32 (collect's default), SDPA attention (collect's), on the CPU or a
-    GPU."""
+    GPU; TinyStories' 29,233 classes are the kept classes and the train rows, and
+    measure's tile is its default on each device (1,024 on the CPU, 8,192 on a GPU)."""
     from lingcollapse.models.gpt_neo import gpt_neo_config
 
     print("| command | on the CPU | on a GPU (+ CPU) |")
     print("|---|---|---|")
-    cpu, gpu = measure_bytes(VOCAB, 29233, 1024), measure_bytes(VOCAB, 29233, 1024, gpu=True)
+    cpu, gpu = measure_bytes(VOCAB, 29233, 1024), measure_bytes(VOCAB, 29233, 1024, 8192, gpu=True)
     print(
         f"| measure, C = 29,233, d = 1,024 | {gib(cpu.host)} | {gib(gpu.gpu)} (+ {gib(gpu.host)}) |"
     )
@@ -110,8 +119,9 @@ def table() -> None:
         config = gpt_neo_config(width, depth, VOCAB)
         batch = TABLE3_BATCH[depth][width]
         for split in ("train", "validation"):
-            cpu = collect_bytes(_shape(config, 4), batch, 2048, split, classes=29233)
-            gpu = collect_bytes(_shape(config, 4), batch, 2048, split, classes=29233, gpu=True)
+            sizes = {"classes": 29233, "rows": 29233}
+            cpu = collect_bytes(_shape(config, 4), batch, 2048, split, **sizes)
+            gpu = collect_bytes(_shape(config, 4), batch, 2048, split, **sizes, gpu=True)
             print(
                 f"| collect {split}, {depth}×{width}, B = {batch} | {gib(cpu.host)} | "
                 f"{gib(gpu.gpu)} (+ {gib(gpu.host)}) |"
