@@ -25,8 +25,9 @@ from tiny import FAMILIES, VOCAB, data_dir, save_model, tiny_model
 BIN = Path(sys.executable).parent
 
 
-def head_inputs(model, ids):
-    """The lm_head input of the full model (the definition of the context embedding)."""
+def model_forward(model, ids):
+    """The lm_head input (B, T, d) of the full model (the definition of the context
+    embedding), its logits (B, T, V) and its own loss."""
     seen = {}
     handle = model.get_output_embeddings().register_forward_pre_hook(
         lambda m, a: seen.setdefault("h", a[0])
@@ -34,7 +35,13 @@ def head_inputs(model, ids):
     with torch.no_grad():
         out = model(input_ids=ids, labels=ids)
     handle.remove()
-    return seen["h"], out.loss
+    return seen["h"], out.logits, out.loss
+
+
+def head_inputs(model, ids):
+    """The lm_head input of the full model and its loss."""
+    h, _, loss = model_forward(model, ids)
+    return h, loss
 
 
 @pytest.fixture(scope="module")

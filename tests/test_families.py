@@ -25,6 +25,7 @@ from lingcollapse.stats.classes import class_stats
 from lingcollapse.stats.files import load_stats
 from lingcollapse.stats.validation import LogitTransform, ValidationAccumulator
 from lingcollapse.train.loop import _Objective
+from test_collect import model_forward
 from test_stats import brute
 from tiny import MATRIX, VOCAB, WIDTH, data_dir, odd_model, tiny_model
 
@@ -43,14 +44,8 @@ def data(tmp_path_factory):
 
 def forward(model, ids):
     """The head's input (B, T, d), the logits (B, T, V) and the loss of the model itself."""
-    seen = {}
-    handle = model.get_output_embeddings().register_forward_pre_hook(
-        lambda m, a: seen.setdefault("h", a[0])
-    )
-    with torch.no_grad():
-        out = model(input_ids=ids, labels=ids)
-    handle.remove()
-    return seen["h"], out.logits, float(out.loss)
+    h, logits, loss = model_forward(model, ids)
+    return h, logits, float(loss)
 
 
 def cli(*args) -> None:
